@@ -1,0 +1,216 @@
+"""Data contracts: the single source of truth for a dataset's columns, order, dtypes and rules.
+
+A contract is a reviewed YAML file in ``data_contracts/``. Training, export, scoring and
+monitoring read feature names and order from here; nothing re-declares a feature list.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlops_onprem.errors import ContractError
+
+
+class Dtype(StrEnum):
+    """Logical column types a contract can declare."""
+
+    FLOAT = "float64"
+    INT = "int64"
+    BOOL = "bool"
+    CATEGORY = "category"  # strings from a closed set of categories
+    STRING = "string"
+    TIMESTAMP = "timestamp"
+
+
+class Task(StrEnum):
+    BINARY = "binary_classification"
+    MULTICLASS = "multiclass_classification"
+    REGRESSION = "regression"
+
+
+class Severity(StrEnum):
+    ERROR = "error"  # blocks the batch
+    WARN = "warn"  # reported, does not block
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Strict):
+    """One column: its type, nullability, range and categories."""
+
+    name: str = Field(min_length=1)
+    dtype: Dtype
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"column {self.name!r}: min {self.min} > max {self.max}")
+        if self.dtype == Dtype.CATEGORY and not self.categories:
+            raise ValueError(f"column {self.name!r}: dtype category needs a 'categories' list")
+        if self.dtype != Dtype.CATEGORY and self.categories:
+            raise ValueError(f"column {self.name!r}: 'categories' is only valid for dtype category")
+        if (self.min is not None or self.max is not None) and self.dtype not in (Dtype.FLOAT, Dtype.INT):
+            raise ValueError(f"column {self.name!r}: min/max are only valid for numeric dtypes")
+        return self
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.dtype in (Dtype.FLOAT, Dtype.INT, Dtype.BOOL)
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.dtype == Dtype.CATEGORY
+
+
+class LabelSpec(_Strict):
+    """The target column and the learning task it implies."""
+
+    name: str = Field(min_length=1)
+    task: Task
+    classes: tuple[int | str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _classes_for_classification(self) -> LabelSpec:
+        if self.task != Task.REGRESSION and not self.classes:
+            raise ValueError(f"label {self.name!r}: classification needs a 'classes' list")
+        if self.task == Task.BINARY and self.classes and len(self.classes) != 2:
+            raise ValueError(f"label {self.name!r}: binary classification needs exactly 2 classes")
+        return self
+
+
+class RowCountSpec(_Strict):
+    min: int = Field(default=1, ge=0)
+    max: int | None = None
+
+
+class ExtraExpectation(_Strict):
+    """A Great Expectations expectation passed through as-is (snake_case type + kwargs)."""
+
+    type: str = Field(pattern=r"^expect_[a-z0-9_]+$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    severity: Severity = Severity.ERROR
+    # rule id used in reports and in ``warn_only``; default ``extra:<type>:<column or table>``
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
+
+
+class Contract(_Strict):
+    """A versioned data contract for one dataset."""
+
+    dataset: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    version: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    description: str = ""
+    row_key: str
+    timestamp: str | None = None
+    label: LabelSpec | None = None
+    features: tuple[ColumnSpec, ...] = Field(min_length=1)
+    rows: RowCountSpec = RowCountSpec()
+    key_unique: bool = True
+    extra_columns: Literal["reject", "ignore"] = "reject"
+    warn_only: tuple[str, ...] = ()
+    extra_expectations: tuple[ExtraExpectation, ...] = ()
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Contract:
+        names = [self.row_key, *(c.name for c in self.features)]
+        if self.timestamp:
+            names.append(self.timestamp)
+        if self.label:
+            names.append(self.label.name)
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"contract {self.dataset!r}: column names used twice: {duplicates}")
+        return self
+
+    # --- the single source of truth for column order --------------------------------------
+    @property
+    def feature_names(self) -> list[str]:
+        """Feature names in model input order."""
+        return [c.name for c in self.features]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [c.name for c in self.features if c.is_numeric]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [c.name for c in self.features if c.is_categorical]
+
+    def feature(self, name: str) -> ColumnSpec:
+        for column in self.features:
+            if column.name == name:
+                return column
+        raise ContractError(f"contract {self.dataset!r} has no feature {name!r}")
+
+    def input_columns(self, *, with_label: bool) -> list[str]:
+        """Columns a batch must carry: key, timestamp, features, and the label when asked."""
+        columns = [self.row_key]
+        if self.timestamp:
+            columns.append(self.timestamp)
+        columns.extend(self.feature_names)
+        if with_label and self.label:
+            columns.append(self.label.name)
+        return columns
+
+    @property
+    def label_name(self) -> str:
+        if self.label is None:
+            raise ContractError(f"contract {self.dataset!r} declares no label column")
+        return self.label.name
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(
+            self.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True
+        )
+
+
+def parse_contract(text: str, *, source: str = "<string>") -> Contract:
+    """Parse contract YAML text; raises :class:`ContractError` naming the source and field."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ContractError(f"contract {source}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ContractError(f"contract {source}: expected a mapping at the top level")
+    try:
+        return Contract.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ContractError(f"contract {source}: {problems}") from exc
+
+
+def load_contract(path: str | Path) -> Contract:
+    """Load a contract file; raises :class:`ContractError` if it is missing or invalid."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ContractError(f"contract file {path} cannot be read: {exc.strerror}") from exc
+    return parse_contract(text, source=str(path))
+
+
+def default_contracts_dir() -> Path:
+    """The repository's ``data_contracts/`` folder."""
+    return Path(__file__).resolve().parent.parent / "data_contracts"
+
+
+def find_contract(dataset: str, contracts_dir: Path | None = None) -> Contract:
+    """Load ``<contracts_dir>/<dataset>.yaml``."""
+    directory = contracts_dir or default_contracts_dir()
+    return load_contract(directory / f"{dataset}.yaml")

@@ -1,0 +1,205 @@
+"""Object keys: validated here and built here, nowhere else (no f-string keys in tasks).
+
+Layout of the bucket::
+
+    incoming/<dataset>/<batch>.parquet                 raw batches as they land
+    validated/<dataset>/<batch>.parquet                batches that passed their contract
+    quarantine/<dataset>/<batch>/<original name>       rejected batches, byte-identical copy
+    quarantine/<dataset>/<batch>/validation.json       ... with the result that rejected them
+    validation/<dataset>/<batch>.json                  full validation result of every batch
+    labels/<dataset>/<batch>.parquet                   delayed ground truth, joined on the row key
+    models/<name>/<version>/...                        immutable model versions
+    models/<name>/aliases/<alias>.json                 CAS pointer (e.g. champion)
+    models/<name>/history/<event>.json                 append-only promotion history
+    predictions/<model>/<version>/<run>/...            scoring outputs
+    predictions/<model>/<version>/<run>/_manifest.json written last: the run is complete
+    monitoring/<model>/<run>/...                       drift reports (json, md, png)
+    control/...                                        locks and debounce pointers
+"""
+
+from __future__ import annotations
+
+import re
+
+from mlops_onprem.errors import InvalidKeyError
+
+_MAX_KEY_BYTES = 1024
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# names we build keys from (datasets, models, aliases, run ids, batch ids)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative object key, else raise :class:`InvalidKeyError`.
+
+    Rejects: empty keys, absolute paths, backslashes, ``.`` / ``..`` / empty segments,
+    control characters, and keys longer than 1024 bytes.
+    """
+    if not isinstance(key, str) or key == "":
+        raise InvalidKeyError(f"object key must be a non-empty string, got {key!r}")
+    if len(key.encode("utf-8")) > _MAX_KEY_BYTES:
+        raise InvalidKeyError(f"object key longer than {_MAX_KEY_BYTES} bytes: {key[:80]!r}...")
+    if _CONTROL_CHARS.search(key):
+        raise InvalidKeyError(f"object key contains a control character: {key!r}")
+    if key.startswith("/") or re.match(r"^[A-Za-z]:", key):
+        raise InvalidKeyError(f"object key must be relative, got absolute path {key!r}")
+    if "\\" in key:
+        raise InvalidKeyError(f"object key must use '/' separators, got backslash in {key!r}")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            raise InvalidKeyError(
+                f"object key has an empty, '.' or '..' segment: {key!r}"
+            )
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """Validate a listing prefix: like a key, but may be empty or end with '/'."""
+    if prefix == "":
+        return prefix
+    validate_key(prefix.rstrip("/") or "x")
+    return prefix
+
+
+def validate_name(name: str, what: str = "name") -> str:
+    """Validate one key segment built from a user-supplied name (dataset, model, batch id...)."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+        raise InvalidKeyError(
+            f"invalid {what} {name!r}: use letters, digits, '.', '_', '-', '=' "
+            "(start with a letter or digit, at most 128 characters)"
+        )
+    return name
+
+
+def join(*segments: str) -> str:
+    """Join key segments with '/' and validate the result."""
+    return validate_key("/".join(segments))
+
+
+# --- data batches -------------------------------------------------------------------------
+def incoming_prefix(dataset: str) -> str:
+    return join("incoming", validate_name(dataset, "dataset")) + "/"
+
+
+def incoming_key(dataset: str, batch_id: str, suffix: str = ".parquet") -> str:
+    return join("incoming", validate_name(dataset, "dataset"), validate_name(batch_id + suffix, "batch id"))
+
+
+def validated_prefix(dataset: str) -> str:
+    return join("validated", validate_name(dataset, "dataset")) + "/"
+
+
+def validated_key(dataset: str, batch_id: str) -> str:
+    return join("validated", validate_name(dataset, "dataset"), validate_name(batch_id + ".parquet", "batch id"))
+
+
+def validation_result_key(dataset: str, batch_id: str) -> str:
+    return join("validation", validate_name(dataset, "dataset"), validate_name(batch_id + ".json", "batch id"))
+
+
+def quarantine_prefix(dataset: str, batch_id: str) -> str:
+    return join("quarantine", validate_name(dataset, "dataset"), validate_name(batch_id, "batch id")) + "/"
+
+
+def quarantine_data_key(dataset: str, batch_id: str, original_name: str) -> str:
+    return quarantine_prefix(dataset, batch_id) + validate_name(original_name, "file name")
+
+
+def quarantine_result_key(dataset: str, batch_id: str) -> str:
+    return quarantine_prefix(dataset, batch_id) + "validation.json"
+
+
+def labels_prefix(dataset: str) -> str:
+    return join("labels", validate_name(dataset, "dataset")) + "/"
+
+
+def labels_key(dataset: str, batch_id: str) -> str:
+    return join("labels", validate_name(dataset, "dataset"), validate_name(batch_id + ".parquet", "batch id"))
+
+
+# --- model registry -----------------------------------------------------------------------
+def model_prefix(name: str) -> str:
+    return join("models", validate_name(name, "model name")) + "/"
+
+
+def model_version_prefix(name: str, version: int) -> str:
+    if not isinstance(version, int) or version < 1:
+        raise InvalidKeyError(f"model version must be a positive integer, got {version!r}")
+    return join("models", validate_name(name, "model name"), str(version)) + "/"
+
+
+def model_file_key(name: str, version: int, filename: str) -> str:
+    return model_version_prefix(name, version) + validate_name(filename, "file name")
+
+
+def alias_key(name: str, alias: str) -> str:
+    return join("models", validate_name(name, "model name"), "aliases", validate_name(alias, "alias") + ".json")
+
+
+def history_prefix(name: str) -> str:
+    return join("models", validate_name(name, "model name"), "history") + "/"
+
+
+def history_key(name: str, event_id: str) -> str:
+    return history_prefix(name) + validate_name(event_id + ".json", "event id")
+
+
+# --- scoring ------------------------------------------------------------------------------
+def predictions_run_prefix(model: str, version: int, run_id: str) -> str:
+    return join(
+        "predictions", validate_name(model, "model name"), str(int(version)), validate_name(run_id, "run id")
+    ) + "/"
+
+
+def prediction_part_key(model: str, version: int, run_id: str, part_name: str) -> str:
+    return predictions_run_prefix(model, version, run_id) + validate_name(part_name, "part name")
+
+
+def scoring_manifest_key(model: str, version: int, run_id: str) -> str:
+    return predictions_run_prefix(model, version, run_id) + "_manifest.json"
+
+
+def predictions_model_prefix(model: str) -> str:
+    return join("predictions", validate_name(model, "model name")) + "/"
+
+
+# --- monitoring ---------------------------------------------------------------------------
+def monitoring_run_prefix(model: str, run_id: str) -> str:
+    return join("monitoring", validate_name(model, "model name"), validate_name(run_id, "run id")) + "/"
+
+
+def monitoring_file_key(model: str, run_id: str, filename: str) -> str:
+    return monitoring_run_prefix(model, run_id) + validate_name(filename, "file name")
+
+
+def control_key(*names: str) -> str:
+    return join("control", *(validate_name(n, "control name") for n in names))
+
+
+# --- model registry: files of one version, and staging of candidates (training) ----------
+def model_card_key(name: str, version: int) -> str:
+    """``card.json``: written last, the commit marker of a model version."""
+    return model_file_key(name, version, "card.json")
+
+
+def model_onnx_key(name: str, version: int) -> str:
+    return model_file_key(name, version, "model.onnx")
+
+
+def reference_profile_key(name: str, version: int) -> str:
+    """The monitoring reference profile of a model version."""
+    return model_file_key(name, version, "reference_profile.json")
+
+
+def model_version_marker_key(name: str, version: int) -> str:
+    """Created with CAS-create to allocate a version number (never reused)."""
+    return model_file_key(name, version, "_allocated.json")
+
+
+def model_staging_prefix(name: str, run_id: str) -> str:
+    """Candidate artifacts of one training run before registration."""
+    return join("models", validate_name(name, "model name"), "staging", validate_name(run_id, "run id")) + "/"
+
+
+def model_staging_key(name: str, run_id: str, filename: str) -> str:
+    return model_staging_prefix(name, run_id) + validate_name(filename, "file name")

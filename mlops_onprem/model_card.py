@@ -1,0 +1,123 @@
+"""Model cards: ``card.json`` (machine-readable lineage, metrics, files) and ``card.md``.
+
+The card is the commit marker of a registry version: it is written last, so a version without
+``card.json`` is incomplete and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+#: packages whose versions every card records
+TRACKED_PACKAGES = (
+    "mlops-onprem", "numpy", "pandas", "pyarrow", "scikit-learn", "xgboost-cpu", "xgboost",
+    "onnx", "onnxruntime", "onnxmltools", "skl2onnx", "skops", "prefect",
+)
+DATA_SHA256_METHOD = (
+    "sha256 of the sorted lines '<object key>\\t<object sha256>\\n' of the validated Parquet "
+    "objects read"
+)
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of :data:`TRACKED_PACKAGES` (absent ones are skipped)."""
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def code_version(repo_dir: Path | None = None) -> str:
+    """The git commit of the code (``git rev-parse HEAD``), or ``"unknown"`` outside a repo."""
+    directory = repo_dir or Path(__file__).resolve().parent.parent
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True,
+            timeout=5, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    commit = completed.stdout.strip()
+    return commit if completed.returncode == 0 and commit else "unknown"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def metrics_table(metrics: dict[str, Any], primary: str | None = None) -> str:
+    """A markdown table of metrics, the primary one marked."""
+    lines = ["| metric | value |", "|---|---|"]
+    for name in sorted(metrics):
+        marker = " (primary)" if name == primary else ""
+        lines.append(f"| {name}{marker} | {_fmt(metrics[name])} |")
+    return "\n".join(lines)
+
+
+def render_card_markdown(card: dict[str, Any]) -> str:
+    """The human-readable model card for ``card.json``'s content."""
+    data = card.get("data", {})
+    contract = card.get("contract", {})
+    lineage = card.get("lineage", {})
+    parity = card.get("parity", {})
+    files = card.get("files", {})
+    primary = card.get("primary_metric", {}).get("name")
+    lines = [
+        f"# Model card: {card['name']} v{card['version']}",
+        "",
+        f"- **Task:** {card.get('task')}",
+        f"- **Estimator:** {card.get('spec', {}).get('kind')} (spec `{card.get('spec', {}).get('name')}`)",
+        f"- **Created:** {card.get('created_at')}",
+        f"- **Contract:** `{contract.get('dataset')}` v{contract.get('version')}, "
+        f"{len(contract.get('feature_names', []))} features",
+        "",
+        "## Holdout metrics",
+        "",
+        metrics_table(card.get("metrics", {}), primary),
+        "",
+        "## Data",
+        "",
+        f"- rows: {data.get('rows')} (train {data.get('train_rows')}, holdout {data.get('holdout_rows')})",
+        f"- split: {data.get('split')}",
+        f"- training data sha256: `{data.get('sha256')}`",
+        f"- input objects: {len(data.get('object_keys', []))}",
+        "",
+        "## ONNX export",
+        "",
+        f"- parity: {'passed' if parity.get('passed') else 'FAILED'}, max abs diff "
+        f"{_fmt(parity.get('max_abs_diff'))}, gate diff {_fmt(parity.get('gate_diff'))} "
+        f"<= {_fmt(parity.get('tolerance'))} on {parity.get('rows')} rows",
+        f"- onnx: `{files.get('onnx', {}).get('key')}` sha256 `{files.get('onnx', {}).get('sha256')}`",
+        f"- opsets: {card.get('opsets')}",
+        "",
+        "## Reproducibility",
+        "",
+        f"- seed: {lineage.get('seed')}",
+        f"- code version: `{lineage.get('code_version')}`",
+        f"- Prefect flow run: `{lineage.get('flow_run_id')}`",
+        "- packages: " + ", ".join(f"{k} {v}" for k, v in lineage.get("packages", {}).items()),
+        "",
+        "## Hyperparameters",
+        "",
+        "```json",
+        json.dumps(card.get("params", {}), indent=2, sort_keys=True, default=str),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,222 @@
+"""Local-directory object store: the embedded default when no S3 endpoint is configured.
+
+Layout under ``root``: ``objects/<key>`` holds the bytes, ``meta/<key>.json`` the SHA-256,
+size and user metadata, ``tmp/`` in-flight writes (renamed into place atomically), and
+``locks/`` the per-key lock files that make pointer compare-and-swap safe across processes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlops_onprem.errors import (
+    IntegrityError,
+    InvalidKeyError,
+    ObjectNotFoundError,
+    PointerConflictError,
+    StoreError,
+)
+from mlops_onprem.keys import validate_key, validate_prefix
+from mlops_onprem.store.base import (
+    ObjectInfo,
+    ObjectStore,
+    Pointer,
+    encode_pointer,
+    sha256_bytes,
+    sha256_file,
+)
+
+
+class LocalStore(ObjectStore):
+    """An :class:`ObjectStore` in a local directory (single host, many processes)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self._objects = self.root / "objects"
+        self._meta = self.root / "meta"
+        self._tmp = self.root / "tmp"
+        self._locks = self.root / "locks"
+        for directory in (self._objects, self._meta, self._tmp, self._locks):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.location = f"local directory {self.root}"
+
+    # --- paths ----------------------------------------------------------------------------
+    def _object_path(self, key: str) -> Path:
+        validate_key(key)
+        path = (self._objects / key).resolve()
+        # defence in depth: validate_key already forbids '..' and absolute keys
+        if not path.is_relative_to(self._objects):
+            raise InvalidKeyError(f"object key {key!r} escapes the store root")
+        return path
+
+    def _meta_path(self, key: str) -> Path:
+        return self._meta / (key + ".json")
+
+    def _tmp_path(self) -> Path:
+        return self._tmp / f"{uuid.uuid4().hex}.part"
+
+    @contextmanager
+    def _key_lock(self, key: str) -> Iterator[None]:
+        lock_path = self._locks / (hashlib.sha256(key.encode()).hexdigest() + ".lock")
+        with open(lock_path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _commit(self, key: str, tmp_data: Path, sha256: str, size: int, content_type: str,
+                metadata: dict[str, str] | None) -> ObjectInfo:
+        path = self._object_path(key)
+        if path.is_dir():
+            raise StoreError(f"cannot write object {key!r} in {self.location}: a prefix of that name exists")
+        meta = {
+            "sha256": sha256, "size": size, "content-type": content_type,
+            "metadata": dict(metadata or {}),
+            "last_modified": datetime.now(UTC).isoformat(),
+        }
+        meta_path = self._meta_path(key)
+        tmp_meta = self._tmp_path()
+        tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            meta_path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            tmp_meta.unlink(missing_ok=True)
+            tmp_data.unlink(missing_ok=True)
+            raise StoreError(
+                f"cannot write object {key!r} in {self.location}: an object is in the way of its prefix"
+            ) from exc
+        os.replace(tmp_data, path)
+        os.replace(tmp_meta, meta_path)
+        return self._info(key, meta)
+
+    def _info(self, key: str, meta: dict[str, Any]) -> ObjectInfo:
+        return ObjectInfo(
+            key=key, size=int(meta["size"]), etag=meta["sha256"], sha256=meta["sha256"],
+            last_modified=datetime.fromisoformat(meta["last_modified"]),
+            metadata={"content-type": meta.get("content-type", ""), **meta.get("metadata", {})},
+        )
+
+    def _read_meta(self, key: str) -> dict[str, Any]:
+        path = self._object_path(key)
+        meta_path = self._meta_path(key)
+        if not path.is_file():
+            raise ObjectNotFoundError(f"object {key!r} not found in {self.location}")
+        try:
+            return json.loads(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            # written by hand into objects/: derive the metadata (and record it) once
+            sha = sha256_file(path)
+            stat = path.stat()
+            return {"sha256": sha, "size": stat.st_size, "content-type": "application/octet-stream",
+                    "metadata": {}, "last_modified": datetime.fromtimestamp(stat.st_mtime, UTC).isoformat()}
+
+    # --- interface ------------------------------------------------------------------------
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream",
+                  metadata: dict[str, str] | None = None) -> ObjectInfo:
+        validate_key(key)
+        tmp = self._tmp_path()
+        tmp.write_bytes(data)
+        return self._commit(key, tmp, sha256_bytes(data), len(data), content_type, metadata)
+
+    def get_bytes(self, key: str, *, verify: bool = True) -> bytes:
+        meta = self._read_meta(key)
+        try:
+            data = self._object_path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(f"object {key!r} not found in {self.location}") from exc
+        if verify and sha256_bytes(data) != meta["sha256"]:
+            raise IntegrityError(
+                f"object {key!r} in {self.location} does not match its recorded SHA-256 "
+                f"{meta['sha256'][:12]}...: the stored bytes were altered or truncated"
+            )
+        return data
+
+    def put_file(self, key: str, path: Path, *, content_type: str = "application/octet-stream",
+                 metadata: dict[str, str] | None = None) -> ObjectInfo:
+        validate_key(key)
+        source = Path(path)
+        if not source.is_file():
+            raise StoreError(f"cannot upload {source} to {key!r}: not a file")
+        tmp = self._tmp_path()
+        shutil.copyfile(source, tmp)
+        return self._commit(key, tmp, sha256_file(tmp), tmp.stat().st_size, content_type, metadata)
+
+    def get_file(self, key: str, path: Path, *, verify: bool = True) -> ObjectInfo:
+        meta = self._read_meta(key)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        try:
+            shutil.copyfile(self._object_path(key), tmp)
+            if verify and sha256_file(tmp) != meta["sha256"]:
+                raise IntegrityError(
+                    f"object {key!r} in {self.location} does not match its recorded SHA-256"
+                )
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return self._info(key, meta)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
+        # walk only the directory that can hold the prefix
+        head = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self._objects / head if head else self._objects
+        if not start.is_dir():
+            return iter(())
+        found = []
+        for dirpath, _dirnames, filenames in os.walk(start):
+            for filename in filenames:
+                full = Path(dirpath) / filename
+                key = full.relative_to(self._objects).as_posix()
+                if key.startswith(prefix):
+                    found.append(key)
+        infos = []
+        for key in sorted(found):
+            try:
+                infos.append(self._info(key, self._read_meta(key)))
+            except ObjectNotFoundError:
+                continue  # deleted while listing
+        return iter(infos)
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self._info(key, self._read_meta(key))
+
+    def delete(self, key: str) -> None:
+        path = self._object_path(key)
+        path.unlink(missing_ok=True)
+        self._meta_path(key).unlink(missing_ok=True)
+
+    def read_pointer(self, key: str) -> Pointer | None:
+        try:
+            data = self.get_bytes(key)
+        except ObjectNotFoundError:
+            return None
+        return Pointer(key=key, value=json.loads(data), token=sha256_bytes(data))
+
+    def write_pointer(self, key: str, value: dict[str, Any], *, expected_token: str | None) -> Pointer:
+        data = encode_pointer(value)
+        with self._key_lock(key):
+            current = self.read_pointer(key)
+            current_token = current.token if current else None
+            if current_token != expected_token:
+                state = "already exists" if expected_token is None else (
+                    "was deleted" if current is None else "changed")
+                raise PointerConflictError(
+                    f"pointer {key!r} in {self.location} {state} since it was read: "
+                    "another writer won the race; re-read it and decide again"
+                )
+            self.put_bytes(key, data, content_type="application/json")
+        return Pointer(key=key, value=json.loads(data), token=sha256_bytes(data))

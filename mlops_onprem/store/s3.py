@@ -1,0 +1,337 @@
+"""MinIO/S3 object store through the ``minio`` SDK. MinIO-first: nothing here is moto-specific.
+
+Timeouts and bounded retries are configured on the HTTP client (the SDK's default is 300 s).
+Compare-and-swap pointers use conditional PUTs (``If-None-Match: *`` / ``If-Match: <etag>``),
+sent through the SDK's low-level PUT because ``put_object`` cannot send them; the server's
+support is probed once per store and CAS is refused when the server ignores the headers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import certifi
+import urllib3
+from minio import Minio
+from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+from urllib3.util import Retry, Timeout
+
+from mlops_onprem.errors import (
+    BucketMissingError,
+    IntegrityError,
+    ObjectNotFoundError,
+    PointerConflictError,
+    StoreAuthError,
+    StoreCapabilityError,
+    StoreError,
+    StoreUnavailableError,
+)
+from mlops_onprem.keys import validate_key, validate_prefix
+from mlops_onprem.settings import Settings
+from mlops_onprem.store.base import (
+    SHA256_META,
+    ObjectInfo,
+    ObjectStore,
+    Pointer,
+    encode_pointer,
+    sha256_bytes,
+    sha256_file,
+)
+
+T = TypeVar("T")
+_AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
+               "ExpiredToken", "AllAccessDisabled"}
+_META_HEADER = "x-amz-meta-" + SHA256_META
+_PROBE_PREFIX = "control/cas-probe/"
+
+
+class S3Store(ObjectStore):
+    """An :class:`ObjectStore` on MinIO or any S3-compatible server."""
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.s3_endpoint is None:
+            raise StoreError("S3Store needs MLOPS_S3_ENDPOINT (host:port)")
+        if settings.s3_access_key is None or settings.s3_secret_key is None:
+            raise StoreAuthError(
+                f"S3 endpoint {settings.s3_endpoint} is configured but credentials are missing: "
+                "set MLOPS_S3_ACCESS_KEY and MLOPS_S3_SECRET_KEY"
+            )
+        scheme = "https" if settings.s3_secure else "http"
+        self.endpoint = f"{scheme}://{settings.s3_endpoint}"
+        self.bucket = settings.bucket
+        self.location = f"s3 bucket {self.bucket!r} at {self.endpoint}"
+        self._create_bucket = settings.s3_create_bucket
+        self._retries = settings.s3_max_retries
+        self._part_size = settings.s3_part_size_mib * 1024 * 1024
+        http = urllib3.PoolManager(
+            timeout=Timeout(connect=settings.s3_connect_timeout_s, read=settings.s3_read_timeout_s),
+            maxsize=16,
+            cert_reqs="CERT_REQUIRED" if settings.s3_cert_check else "CERT_NONE",
+            ca_certs=certifi.where(),
+            retries=Retry(
+                total=settings.s3_max_retries, connect=settings.s3_max_retries,
+                read=settings.s3_max_retries, backoff_factor=0.2,
+                status_forcelist=[500, 502, 503, 504], raise_on_status=False,
+            ),
+        )
+        self._client = Minio(
+            settings.s3_endpoint,
+            access_key=settings.s3_access_key.get_secret_value(),
+            secret_key=settings.s3_secret_key.get_secret_value(),
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+            http_client=http,
+            cert_check=settings.s3_cert_check,
+        )
+        self._bucket_ready = False
+        self._cas_supported: bool | None = None
+
+    # --- error translation ------------------------------------------------------------------
+    def _call(self, what: str, key: str | None, operation: Callable[[], T]) -> T:
+        """Run one SDK call, translating its failures into our error families."""
+        target = f"{key!r} in {self.location}" if key else self.location
+        try:
+            return operation()
+        except S3Error as exc:
+            code = exc.code or ""
+            if code in ("NoSuchKey", "NoSuchObject") or (code == "ResourceNotFound" and key):
+                raise ObjectNotFoundError(f"object {key!r} not found in {self.location}") from None
+            if code == "NoSuchBucket":
+                raise BucketMissingError(f"bucket {self.bucket!r} does not exist at {self.endpoint}") from None
+            if code in _AUTH_CODES:
+                raise StoreAuthError(
+                    f"{what} {target} refused ({code}): check MLOPS_S3_ACCESS_KEY / "
+                    "MLOPS_S3_SECRET_KEY and the user's policy"
+                ) from None
+            if code == "PreconditionFailed":
+                raise PointerConflictError(f"{what} {target}: precondition failed") from None
+            raise StoreError(f"{what} {target} failed: {code}: {exc.message}") from None
+        except ServerError as exc:
+            raise StoreUnavailableError(
+                f"{what} {target}: server error (HTTP {exc.status_code}) after {self._retries} retries"
+            ) from None
+        except InvalidResponseError as exc:
+            raise StoreError(f"{what} {target}: the endpoint did not answer like S3 ({exc})") from None
+        except (Urllib3HTTPError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise StoreUnavailableError(
+                f"store endpoint {self.endpoint} unreachable ({what} {key or ''}) after "
+                f"{self._retries} retries: {type(reason).__name__}"
+            ) from None
+        except MinioException as exc:
+            raise StoreError(f"{what} {target} failed: {exc}") from None
+
+    def _ensure_bucket(self) -> None:
+        if self._bucket_ready:
+            return
+        exists = self._call("checking bucket", None, lambda: self._client.bucket_exists(self.bucket))
+        if not exists:
+            if not self._create_bucket:
+                raise BucketMissingError(
+                    f"bucket {self.bucket!r} does not exist at {self.endpoint} and "
+                    "MLOPS_S3_CREATE_BUCKET is false: create it or allow creation"
+                )
+            try:
+                self._call("creating bucket", None, lambda: self._client.make_bucket(self.bucket))
+            except StoreError as exc:
+                if "BucketAlreadyOwnedByYou" not in str(exc) and "BucketAlreadyExists" not in str(exc):
+                    raise
+        self._bucket_ready = True
+
+    def _info_from_stat(self, key: str, stat: Any) -> ObjectInfo:
+        meta = {k.lower(): v for k, v in (stat.metadata or {}).items()}
+        user_meta = {k[len("x-amz-meta-"):]: v for k, v in meta.items() if k.startswith("x-amz-meta-")}
+        if "content-type" in meta:
+            user_meta["content-type"] = meta["content-type"]
+        return ObjectInfo(
+            key=key, size=int(stat.size or 0), etag=(stat.etag or "").strip('"'),
+            sha256=user_meta.get(SHA256_META), last_modified=stat.last_modified, metadata=user_meta,
+        )
+
+    # --- interface ------------------------------------------------------------------------
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream",
+                  metadata: dict[str, str] | None = None) -> ObjectInfo:
+        validate_key(key)
+        self._ensure_bucket()
+        sha = sha256_bytes(data)
+        user_meta = {**(metadata or {}), SHA256_META: sha}
+        result = self._call("writing", key, lambda: self._client.put_object(
+            self.bucket, key, io.BytesIO(data), len(data), content_type=content_type,
+            metadata=user_meta, part_size=self._part_size,
+        ))
+        return ObjectInfo(key=key, size=len(data), etag=result.etag or "", sha256=sha,
+                          metadata={**user_meta, "content-type": content_type})
+
+    def get_bytes(self, key: str, *, verify: bool = True) -> bytes:
+        validate_key(key)
+        self._ensure_bucket()
+
+        def read() -> tuple[bytes, str | None]:
+            response = self._client.get_object(self.bucket, key)
+            try:
+                return response.read(), response.headers.get(_META_HEADER)
+            finally:
+                response.close()
+                response.release_conn()
+
+        data, expected = self._call("reading", key, read)
+        if verify and expected and sha256_bytes(data) != expected:
+            raise IntegrityError(
+                f"object {key!r} in {self.location} does not match its recorded SHA-256 "
+                f"{expected[:12]}...: the stored bytes were altered or truncated"
+            )
+        return data
+
+    def put_file(self, key: str, path: Path, *, content_type: str = "application/octet-stream",
+                 metadata: dict[str, str] | None = None) -> ObjectInfo:
+        validate_key(key)
+        source = Path(path)
+        if not source.is_file():
+            raise StoreError(f"cannot upload {source} to {key!r}: not a file")
+        self._ensure_bucket()
+        sha = sha256_file(source)
+        user_meta = {**(metadata or {}), SHA256_META: sha}
+        result = self._call("uploading", key, lambda: self._client.fput_object(
+            self.bucket, key, str(source), content_type=content_type, metadata=user_meta,
+            part_size=self._part_size,
+        ))
+        return ObjectInfo(key=key, size=source.stat().st_size, etag=result.etag or "", sha256=sha,
+                          metadata={**user_meta, "content-type": content_type})
+
+    def get_file(self, key: str, path: Path, *, verify: bool = True) -> ObjectInfo:
+        validate_key(key)
+        self._ensure_bucket()
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        try:
+            stat = self._call("downloading", key, lambda: self._client.fget_object(
+                self.bucket, key, str(tmp)))
+            info = self._info_from_stat(key, stat)
+            if verify and info.sha256 and sha256_file(tmp) != info.sha256:
+                raise IntegrityError(
+                    f"object {key!r} in {self.location} does not match its recorded SHA-256"
+                )
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return info
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
+        self._ensure_bucket()
+        objects = self._call("listing", prefix or "/", lambda: [
+            obj for obj in self._client.list_objects(self.bucket, prefix=prefix or None, recursive=True)
+            if not obj.is_dir
+        ])
+        return iter(sorted(
+            (ObjectInfo(key=o.object_name, size=int(o.size or 0), etag=(o.etag or "").strip('"'),
+                        last_modified=o.last_modified) for o in objects),
+            key=lambda info: info.key,
+        ))
+
+    def stat(self, key: str) -> ObjectInfo:
+        validate_key(key)
+        self._ensure_bucket()
+        stat = self._call("inspecting", key, lambda: self._client.stat_object(self.bucket, key))
+        return self._info_from_stat(key, stat)
+
+    def delete(self, key: str) -> None:
+        validate_key(key)
+        self._ensure_bucket()
+        self._call("deleting", key, lambda: self._client.remove_object(self.bucket, key))
+
+    def copy(self, source_key: str, target_key: str) -> ObjectInfo:
+        """Server-side copy: the bytes never travel through this process."""
+        from minio.commonconfig import CopySource
+
+        validate_key(source_key)
+        validate_key(target_key)
+        self._ensure_bucket()
+        self._call("copying", source_key, lambda: self._client.copy_object(
+            self.bucket, target_key, CopySource(self.bucket, source_key)))
+        return self.stat(target_key)
+
+    # --- compare-and-swap pointers --------------------------------------------------------
+    def read_pointer(self, key: str) -> Pointer | None:
+        validate_key(key)
+        self._ensure_bucket()
+
+        def read() -> tuple[bytes, str]:
+            response = self._client.get_object(self.bucket, key)
+            try:
+                return response.read(), response.headers.get("etag", "").strip('"')
+            finally:
+                response.close()
+                response.release_conn()
+
+        try:
+            data, etag = self._call("reading pointer", key, read)
+        except ObjectNotFoundError:
+            return None
+        return Pointer(key=key, value=json.loads(data), token=etag)
+
+    def _conditional_put(self, key: str, data: bytes, condition: dict[str, str]) -> str:
+        headers = {
+            "Content-Type": "application/json",
+            _META_HEADER: sha256_bytes(data),
+            **condition,
+        }
+        result = self._call("conditional write of", key, lambda: self._client._put_object(
+            self.bucket, key, data, headers=headers))
+        return (result.etag or "").strip('"')
+
+    def _probe_conditional_writes(self) -> None:
+        """Prove once that the server honours If-None-Match / If-Match; refuse CAS otherwise."""
+        if self._cas_supported:
+            return
+        probe = _PROBE_PREFIX + uuid.uuid4().hex
+        try:
+            self._conditional_put(probe, b"{}", {"If-None-Match": "*"})
+            honours_none_match = honours_match = False
+            try:
+                self._conditional_put(probe, b"{}", {"If-None-Match": "*"})
+            except PointerConflictError:
+                honours_none_match = True
+            try:
+                self._conditional_put(probe, b"{}", {"If-Match": '"0123456789abcdef0123456789abcdef"'})
+            except PointerConflictError:
+                honours_match = True
+        finally:
+            try:
+                self.delete(probe)
+            except StoreError:
+                pass  # the probe is harmless if it stays; never mask the real outcome
+        if not (honours_none_match and honours_match):
+            raise StoreCapabilityError(
+                f"{self.location} ignores conditional writes (If-None-Match / If-Match): "
+                "pointer compare-and-swap would silently lose races, so it is refused. "
+                "Use MinIO or another server that supports conditional PUTs."
+            )
+        self._cas_supported = True
+
+    def write_pointer(self, key: str, value: dict[str, Any], *, expected_token: str | None) -> Pointer:
+        validate_key(key)
+        self._ensure_bucket()
+        self._probe_conditional_writes()
+        data = encode_pointer(value)
+        condition = {"If-None-Match": "*"} if expected_token is None else {"If-Match": f'"{expected_token}"'}
+        try:
+            etag = self._conditional_put(key, data, condition)
+        except PointerConflictError:
+            state = "already exists" if expected_token is None else "changed"
+            raise PointerConflictError(
+                f"pointer {key!r} in {self.location} {state} since it was read: "
+                "another writer won the race; re-read it and decide again"
+            ) from None
+        except ObjectNotFoundError:
+            raise PointerConflictError(
+                f"pointer {key!r} in {self.location} was deleted since it was read"
+            ) from None
+        return Pointer(key=key, value=json.loads(data), token=etag)
