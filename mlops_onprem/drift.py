@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -299,10 +300,8 @@ def numeric_column_drift(
     n_rows = values.size
     # one sort serves both tests; NaN sorts last, so the valid values are a prefix
     ordered = np.sort(values)
-    n_valid = n_rows - int(np.count_nonzero(np.isnan(ordered[ordered.size - 1 :]))
-                            if n_rows and np.isnan(ordered[-1]) else 0)
-    if n_rows and np.isnan(ordered[-1]):
-        n_valid = int(np.searchsorted(np.isnan(ordered), True))
+    has_nulls = bool(n_rows) and bool(np.isnan(ordered[-1]))
+    n_valid = n_rows - int(np.count_nonzero(np.isnan(ordered))) if has_nulls else n_rows
     valid = ordered[:n_valid]
     null_cur = 1.0 - n_valid / n_rows if n_rows else 0.0
 
@@ -414,8 +413,6 @@ def compute_drift(
     or ``proba_<class>``). Columns run in ``max_workers`` threads (default: CPU count).
     Returns a :class:`DriftResult`. Raises :class:`DriftComputationError` on a missing column.
     """
-    import time
-
     thresholds = thresholds or DriftThresholds()
     started = time.perf_counter()
     missing = [c for c in profile.feature_names if c not in features.columns]

@@ -2,7 +2,8 @@
 
 Layout of the bucket::
 
-    incoming/<dataset>/<batch>.parquet                 raw batches as they land
+    incoming/<dataset>/<batch>.parquet                 raw labelled batches as they land (training)
+    inbox/<dataset>/<batch>.parquet                    unlabelled batches waiting to be scored
     validated/<dataset>/<batch>.parquet                batches that passed their contract
     quarantine/<dataset>/<batch>/<original name>       rejected batches, byte-identical copy
     quarantine/<dataset>/<batch>/validation.json       ... with the result that rejected them
@@ -83,6 +84,15 @@ def incoming_prefix(dataset: str) -> str:
 
 def incoming_key(dataset: str, batch_id: str, suffix: str = ".parquet") -> str:
     return join("incoming", validate_name(dataset, "dataset"), validate_name(batch_id + suffix, "batch id"))
+
+
+def scoring_inbox_prefix(dataset: str) -> str:
+    """Where unlabelled batches land for scoring (the scoring flow checks each partition)."""
+    return join("inbox", validate_name(dataset, "dataset")) + "/"
+
+
+def scoring_inbox_key(dataset: str, batch_id: str) -> str:
+    return join("inbox", validate_name(dataset, "dataset"), validate_name(batch_id + ".parquet", "batch id"))
 
 
 def validated_prefix(dataset: str) -> str:
@@ -193,7 +203,7 @@ def reference_profile_key(name: str, version: int) -> str:
 
 def model_version_marker_key(name: str, version: int) -> str:
     """Created with CAS-create to allocate a version number (never reused)."""
-    return model_file_key(name, version, "_allocated.json")
+    return model_file_key(name, version, "allocated.json")
 
 
 def model_staging_prefix(name: str, run_id: str) -> str:

@@ -50,6 +50,8 @@ from mlops_onprem.store.base import ObjectStore
 from mlops_onprem.validation import check_arrow_schema
 
 DEFAULT_BATCH_ROWS = 20_000
+#: buffered reads: pages stream in through this buffer instead of whole column chunks
+_READ_BUFFER_BYTES = 1 << 20
 #: how many scores per partition are kept (evenly spaced) for the run's score distribution
 SCORE_SAMPLE_SIZE = 1_000
 SCORE_COLUMN = "score"
@@ -233,7 +235,8 @@ def score_parquet_file(
         raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
     started = time.perf_counter()
     try:
-        parquet = pq.ParquetFile(input_path)
+        # pre_buffer=False: pre-buffering fetches every row group up front (whole file in RAM)
+        parquet = pq.ParquetFile(input_path, pre_buffer=False, buffer_size=_READ_BUFFER_BYTES)
         input_schema = parquet.schema_arrow
     except _PARQUET_READ_ERRORS as exc:
         raise CorruptPartitionError(
@@ -455,3 +458,102 @@ def scoring_schema_check(contract: Contract) -> Callable[[pa.Schema], None]:
         check_arrow_schema(schema, contract, stage="scoring")
 
     return check
+
+
+# --- run summary -------------------------------------------------------------------------
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+def score_distribution(records: list[dict[str, Any]]) -> dict[str, float | int | None]:
+    """Rows, exact min / max / mean and approximate quantiles of ``score`` over partitions.
+
+    Quantiles come from each partition's evenly spaced ``score_sample``, each sampled value
+    weighted by the rows it stands for (so a big partition counts more than a small one).
+    """
+    rows = sum(int(r["rows"]) for r in records)
+    result: dict[str, float | int | None] = {"rows": rows}
+    mins = [r["score_min"] for r in records if r.get("score_min") is not None]
+    maxs = [r["score_max"] for r in records if r.get("score_max") is not None]
+    result["min"] = min(mins) if mins else None
+    result["max"] = max(maxs) if maxs else None
+    result["mean"] = sum(float(r["score_sum"]) for r in records) / rows if rows else None
+    values, weights = [], []
+    for record in records:
+        sample = [v for v in record.get("score_sample", []) if v == v]  # drop NaN
+        if sample:
+            values.extend(sample)
+            weights.extend([int(record["rows"]) / len(sample)] * len(sample))
+    for q in QUANTILES:
+        result[f"p{round(q * 100):02d}"] = None
+    if values:
+        order = np.argsort(values)
+        sorted_values = np.asarray(values)[order]
+        cumulative = np.cumsum(np.asarray(weights)[order])
+        cumulative /= cumulative[-1]
+        for q in QUANTILES:
+            index = min(int(np.searchsorted(cumulative, q)), len(sorted_values) - 1)
+            result[f"p{round(q * 100):02d}"] = float(sorted_values[index])
+    return result
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def scoring_summary_markdown(summary: dict[str, Any], distribution: dict[str, Any]) -> str:
+    """The markdown of a run's summary artifact: volumes, throughput, score distribution."""
+    timings = summary.get("timings", {})
+    lines = [
+        f"# Scoring run `{summary['run_id']}`",
+        "",
+        f"Model **{summary['model_name']} v{summary['model_version']}** on dataset "
+        f"`{summary['contract_dataset']}` (contract v{summary['contract_version']}). "
+        f"Status: **{summary['status']}**.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| rows scored | {summary['rows']:,} |",
+        f"| partitions | {summary['partitions']} ({len(summary['failed_partitions'])} failed) |",
+        f"| wall time | {_fmt(timings.get('wall_s'))} s |",
+        f"| throughput | {_fmt(timings.get('rows_per_s'))} rows/s |",
+        f"| manifest | `{summary['manifest_key']}` |",
+        "",
+        "## Score distribution",
+        "",
+        "| " + " | ".join(distribution) + " |",
+        "|" + "---|" * len(distribution),
+        "| " + " | ".join(_fmt(v) for v in distribution.values()) + " |",
+    ]
+    if summary["failed_partitions"]:
+        lines += ["", "## Failed partitions (quarantined)", "", "| input | error |", "|---|---|"]
+        lines += [f"| `{f['key']}` | {f['error'][:300].replace('|', '/')} |"
+                  for f in summary["failed_partitions"]]
+    return "\n".join(lines)
+
+
+# --- resolving the model -----------------------------------------------------------------
+def resolve_scoring_model(
+    store: ObjectStore, model_name: str, ref: str, contract: Contract
+) -> ModelRef:
+    """Resolve ``model_name@ref`` in the registry and check it against ``contract``.
+
+    Loads the model once here (and caches its session for this process), so a model whose
+    features differ from the contract fails before any partition is scored.
+    Raises ModelNotFoundError (no such model / alias), FeatureMismatchError (names, order or
+    types differ from the contract), CorruptModelError, the store family on I/O errors.
+    """
+    from mlops_onprem import registry  # registry imports training code: keep it off import path
+
+    version = registry.resolve(store, model_name, ref)
+    model_bytes = registry.load_onnx_bytes(store, version)
+    model = ModelRef(
+        name=version.name, version=int(version.version), onnx_key=version.onnx_key,
+        sha256=hashlib.sha256(model_bytes).hexdigest(),
+    )
+    session = cached_session(model.sha256, lambda: model_bytes, name=f"{model.label} ({ref})")
+    check_session_matches_contract(session, contract)
+    return model

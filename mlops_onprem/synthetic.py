@@ -156,3 +156,19 @@ def generate_batch(
         else:
             df[LABEL] = signal[:, 0] * 10 + np.sin(z[:, 0]) * 3 + rng.normal(0, 1, n_rows)
     return df
+
+
+def corrupt_batch(spec: SyntheticSpec, df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` broken the way real feeds break: a value far out of range in the first
+    numeric feature, an unseen category in the first categorical one, and a duplicated row key."""
+    broken = df.copy()
+    if len(broken) < 3:
+        raise ValueError("corrupt_batch needs at least 3 rows")
+    loc, scale, _, _ = _structure(spec)
+    broken.loc[broken.index[0], spec.numeric_names[0]] = loc[0] + 1000 * scale[0]
+    if spec.categorical_names:
+        broken[spec.categorical_names[0]] = broken[spec.categorical_names[0]].astype(object)
+        broken.loc[broken.index[1], spec.categorical_names[0]] = UNSEEN_CATEGORY
+        broken[spec.categorical_names[0]] = broken[spec.categorical_names[0]].astype("string")
+    broken.loc[broken.index[2], ROW_KEY] = broken.loc[broken.index[0], ROW_KEY]
+    return broken

@@ -111,3 +111,34 @@ def write_input(path: Path, n_rows: int, *, task: Task = Task.BINARY, seed: int 
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path,
                    row_group_size=row_group_rows)
     return frame
+
+
+def measure_peak_memory(batch_rows: int, mode: str, workdir: str) -> dict[str, int]:
+    """Score ``<workdir>/in.parquet`` and report peak Arrow-pool and Python-heap bytes.
+
+    Run in a fresh subprocess (``python -c``) so the Arrow pool's high-water mark belongs to
+    this measurement alone (write the input in another process: writing allocates too). ``mode="stream"`` uses the production path; ``mode="whole"``
+    reads the file in one go (the control that shows the metric can see a whole-file read).
+    """
+    import tracemalloc
+
+    from mlops_onprem.onnx_io import build_feeds, create_session, run_scores
+    from mlops_onprem.scoring import score_parquet_file
+
+    work = Path(workdir)
+    contract = contract_for(Task.BINARY)
+    session = create_session(linear_onnx(contract))
+    pool = pa.default_memory_pool()
+    pool.release_unused()
+    base_pool = pool.bytes_allocated()
+    tracemalloc.start()
+    if mode == "stream":
+        score_parquet_file(work / "in.parquet", work / "out.parquet", session, contract,
+                           model_name="demo", model_version=1, input_key="in", batch_rows=batch_rows)
+    else:
+        table = pq.read_table(work / "in.parquet")
+        run_scores(session, build_feeds(table, contract), Task.BINARY)
+    _, python_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"arrow_peak": int(pool.max_memory() - base_pool), "python_peak": int(python_peak),
+            "input_bytes": int((work / "in.parquet").stat().st_size)}

@@ -106,10 +106,10 @@ def test_only_training_may_write_under_models():
         res.startswith(DEFAULT_BUCKET_ARN + "/models/") for res in _allowed(load_policy(r), "s3:PutObject")
     )]
     assert writers == ["training"]
-    deleters = [r for r in ROLES if any(
-        res.startswith(DEFAULT_BUCKET_ARN + "/models/") for res in _allowed(load_policy(r), "s3:DeleteObject")
-    )]
-    assert deleters == []
+    deleters = {r: res for r in ROLES for res in _allowed(load_policy(r), "s3:DeleteObject")
+                if res.startswith(DEFAULT_BUCKET_ARN + "/models/")}
+    # training may only clean up its own staged candidates, never a registered version
+    assert deleters == {"training": DEFAULT_BUCKET_ARN + "/models/*/staging/*"}
 
 
 # --- each role can do its job -------------------------------------------------------------
@@ -143,6 +143,11 @@ def test_training_role_reads_validated_data_and_writes_a_model_version_and_alias
     training.put_bytes(keys.model_file_key(MODEL, 1, "model.onnx"), b"onnx v1")
     training.put_json(keys.model_file_key(MODEL, 1, "card.json"), {"version": 1})
     training.put_json(keys.history_key(MODEL, "e0001-promote"), {"version": 1})
+    staged = keys.model_staging_key(MODEL, "run1", "candidate.json")
+    training.put_json(staged, {"run": "run1"})
+    training.delete(staged)
+    with pytest.raises(StoreAuthError, match="AccessDenied"):
+        training.delete(keys.model_file_key(MODEL, 1, "model.onnx"))
     pointer = training.write_pointer(
         keys.alias_key(MODEL, "champion"), {"version": 1}, expected_token=None
     )
@@ -166,6 +171,9 @@ def test_scoring_role_reads_model_and_batch_and_writes_predictions(role_stores):
     scoring.put_bytes(keys.prediction_part_key(MODEL, 2, "run1", "part-00000.parquet"), b"preds")
     scoring.put_json(keys.scoring_manifest_key(MODEL, 2, "run1"), {"parts": 1})
     scoring.put_bytes(keys.quarantine_data_key(DATASET, "s002", "s002.parquet"), b"unvalidated rows")
+    stale = keys.prediction_part_key(MODEL, 2, "run1", "part-00009.parquet")
+    scoring.put_bytes(stale, b"left over from an earlier attempt")
+    scoring.delete(stale)  # a rerun prunes parts its manifest does not list
 
     assert admin.get_json(keys.scoring_manifest_key(MODEL, 2, "run1")) == {"parts": 1}
     assert scoring.exists(keys.scoring_manifest_key(MODEL, 2, "run1"))

@@ -1,0 +1,74 @@
+"""Flow ``train-model``: train a candidate, gate it on ONNX parity, register it, and promote
+it if it beats the champion.
+
+Pipeline::
+
+    train-candidate -> check-onnx-parity -> register-model -> promote-if-better
+
+The candidate is staged in the store (``models/<name>/staging/<run>/``); tasks pass its
+small record along. Monitoring calls ``train_model(...)`` directly to retrain on drift.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from tasks.registry import promote_model_task, register_model_task
+from tasks.training import check_parity_task, train_candidate_task
+
+
+@flow(name="train-model")
+def train_model(
+    dataset: str = "demo",
+    model_name: str = "demo",
+    spec: str = "xgboost",
+    seed: int | None = None,
+    promotion_margin: float = 0.0,
+    contract_path: str | None = None,
+) -> dict[str, Any]:
+    """Train ``spec`` (a name in ``model_specs/`` or a YAML path) on ``dataset``'s validated data.
+
+    Returns ``{model_name, version, promoted, decision, metrics, card_key}``.
+    Raises TrainingDataError (no validated data), ParityError (ONNX differs from native:
+    nothing registered), PromotionConflictError (a concurrent promotion won).
+    """
+    run_id = flow_run.get_id() or uuid.uuid4().hex
+    candidate = train_candidate_task(
+        dataset, model_name, spec, run_id, seed=seed, contract_path=contract_path
+    )
+    parity = check_parity_task(candidate, contract_path=contract_path)
+    registered = register_model_task(
+        candidate, parity, flow_run_id=flow_run.get_id(), contract_path=contract_path
+    )
+    decision = promote_model_task(model_name, registered["version"], margin=promotion_margin)
+    return {
+        "model_name": model_name,
+        "version": registered["version"],
+        "promoted": decision["promoted"],
+        "decision": decision,
+        "metrics": registered["metrics"],
+        "card_key": registered["card_key"],
+    }
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="Train, export, register and maybe promote a model.")
+    parser.add_argument("--dataset", default="demo")
+    parser.add_argument("--model-name", default="demo")
+    parser.add_argument("--spec", default="xgboost", help="name in model_specs/ or a YAML path")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--promotion-margin", type=float, default=0.0)
+    parser.add_argument("--contract-path", default=None)
+    args = parser.parse_args()
+    result = train_model(
+        dataset=args.dataset, model_name=args.model_name, spec=args.spec, seed=args.seed,
+        promotion_margin=args.promotion_margin, contract_path=args.contract_path,
+    )
+    print(json.dumps(result, indent=2, default=str))

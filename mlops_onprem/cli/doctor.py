@@ -1,0 +1,27 @@
+"""``mlops doctor``: the infrastructure inventory, as a table; non-zero exit when something is missing."""
+
+from __future__ import annotations
+
+import argparse
+
+from mlops_onprem.doctor import Status, render_table, run_checks
+from mlops_onprem.settings import get_settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("doctor", help="check this host, Prefect and the object store")
+    parser.add_argument("--probe-mib", type=int, default=64, help="size of the store speed probe")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    results = run_checks(get_settings(), probe_mib=args.probe_mib)
+    print(render_table(results))
+    gaps = [r for r in results if r.status == Status.FAIL]
+    if gaps:
+        print("\ngaps:")
+        for gap in gaps:
+            print(f"  - {gap.name}: {gap.detail}")
+        return 1
+    print("\nall checks passed")
+    return 0

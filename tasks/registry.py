@@ -1,0 +1,86 @@
+"""Prefect tasks of the model registry: thin wrappers around :mod:`mlops_onprem.registry`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+
+from mlops_onprem import keys
+from mlops_onprem.model_card import render_card_markdown
+from mlops_onprem.onnx_export import ParityResult
+from mlops_onprem.registry import promote_if_better, register_candidate
+from mlops_onprem.store import open_store
+from mlops_onprem.training import Candidate
+from tasks.training import artifact_key, contract_for
+
+
+@task(name="register-model", cache_policy=NONE)
+def register_model_task(
+    candidate: dict[str, Any], parity: dict[str, Any], flow_run_id: str | None = None,
+    contract_path: str | None = None,
+) -> dict[str, Any]:
+    """Register a staged candidate that passed parity as a new version.
+
+    Returns ``{name, version, onnx_key, card_key, reference_profile_key, metrics}``.
+    Publishes the model card as a markdown artifact.
+    """
+    record = Candidate.from_dict(candidate)
+    contract = contract_for(record.dataset, contract_path)
+    mv = register_candidate(
+        open_store(), record, contract, ParityResult(**parity), flow_run_id=flow_run_id
+    )
+    card_key = keys.model_card_key(mv.name, mv.version)
+    create_markdown_artifact(
+        markdown=render_card_markdown(mv.card) + f"\n\nCard: `{card_key}`\n",
+        key=artifact_key("model-card", mv.name),
+        description=f"Model card of {mv.name} v{mv.version}",
+    )
+    get_run_logger().info("registered %s v%d (%s)", mv.name, mv.version, mv.onnx_key)
+    return {
+        "name": mv.name, "version": mv.version, "onnx_key": mv.onnx_key, "card_key": card_key,
+        "reference_profile_key": mv.card["reference_profile_key"], "metrics": mv.card["metrics"],
+    }
+
+
+def decision_markdown(decision: dict[str, Any]) -> str:
+    """A short markdown report of a promotion decision."""
+    def fmt(value: Any) -> str:
+        return "n/a" if value is None else (f"{value:.6g}" if isinstance(value, float) else str(value))
+
+    return "\n".join([
+        f"# Promotion of {decision['model_name']} v{decision['candidate_version']}: "
+        f"{decision['action']}",
+        "",
+        "| | version | " + fmt(decision["metric"]) + " |",
+        "|---|---|---|",
+        f"| candidate | v{decision['candidate_version']} | {fmt(decision['candidate_score'])} |",
+        f"| champion before | {fmt(decision['champion_version'])} | {fmt(decision['champion_score'])} |",
+        "",
+        f"Margin {decision['margin']}, {decision['eval_rows']} evaluation rows.",
+        "",
+        f"Reason: {decision['reason']}",
+        "",
+        f"History event: `{decision['event_key']}`",
+    ])
+
+
+@task(name="promote-if-better", cache_policy=NONE)
+def promote_model_task(model_name: str, version: int, margin: float = 0.0) -> dict[str, Any]:
+    """Run the promotion gate; a kept champion is a normal outcome here (returned, not raised).
+
+    Raises PromotionConflictError when another promotion won the race meanwhile.
+    """
+    decision = promote_if_better(
+        open_store(), model_name, version, margin=margin, raise_on_reject=False
+    ).to_dict()
+    create_markdown_artifact(
+        markdown=decision_markdown(decision),
+        key=artifact_key("promotion", model_name),
+        description=f"Promotion decision for {model_name} v{version}",
+    )
+    get_run_logger().info("promotion of %s v%d: %s (%s)", model_name, version,
+                          decision["action"], decision["reason"])
+    return decision

@@ -1,0 +1,190 @@
+"""Prefect tasks of batch scoring: thin wrappers around :mod:`mlops_onprem.scoring` / ``.manifest``.
+
+Between tasks travel object keys and small records (dicts), never DataFrames; caching is off
+(``cache_policy=NONE``) because every task reads or writes the store. Retries apply only to
+transient I/O failures (:func:`retry_on_transient_io`), never to bad data or a bad model.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+from prefect.logging import get_run_logger
+
+from mlops_onprem.contracts import find_contract
+from mlops_onprem.errors import DataValidationError, StoreUnavailableError
+from mlops_onprem.manifest import (
+    manifest_from_results,
+    prune_stale_parts,
+    raise_if_failed,
+    write_manifest,
+)
+from mlops_onprem.scoring import (
+    DEFAULT_BATCH_ROWS,
+    InputChangedError,
+    InputPartition,
+    ModelRef,
+    list_input_partitions,
+    quarantine_partition,
+    resolve_scoring_model,
+    score_distribution,
+    score_object,
+    scoring_schema_check,
+    scoring_summary_markdown,
+)
+from mlops_onprem.settings import get_settings
+from mlops_onprem.store import open_store
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    StoreUnavailableError, ConnectionError, TimeoutError,
+)
+
+
+def retry_on_transient_io(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry only when the failure was transient I/O."""
+    return isinstance(state.data, TRANSIENT_ERRORS)
+
+
+_IO_RETRIES: dict[str, Any] = dict(
+    retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_on_transient_io,
+    cache_policy=NONE,
+)
+
+
+@task(name="resolve-scoring-model", **_IO_RETRIES)
+def resolve_model(model_name: str, model_ref: str, dataset: str) -> dict[str, Any]:
+    """Resolve ``model_name@model_ref`` and check it against the dataset's contract.
+
+    Returns the model record (name, version, onnx_key, sha256) plus the contract's dataset
+    and version. Raises ModelNotFoundError or FeatureMismatchError (not retried).
+    """
+    contract = find_contract(dataset)
+    model = resolve_scoring_model(open_store(), model_name, model_ref, contract)
+    get_run_logger().info(
+        "scoring with %s (onnx %s, sha256 %s)", model.label, model.onnx_key, model.sha256[:12]
+    )
+    return {**model.to_record(), "contract_dataset": contract.dataset,
+            "contract_version": contract.version}
+
+
+@task(name="list-partitions", **_IO_RETRIES)
+def list_partitions(input_prefix: str) -> list[dict[str, Any]]:
+    """The ``.parquet`` objects under ``input_prefix`` as ``{key, etag, size}`` records."""
+    partitions = list_input_partitions(open_store(), input_prefix)
+    get_run_logger().info("%d partition(s) under %s", len(partitions), input_prefix)
+    return [p.to_record() for p in partitions]
+
+
+@task(name="score-partition", task_run_name="score-partition-{partition[key]}", **_IO_RETRIES)
+def score_partition(
+    partition: dict[str, Any],
+    model: dict[str, Any],
+    dataset: str,
+    run_id: str,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    ort_threads: int = 1,
+) -> dict[str, Any]:
+    """Download one partition to scratch, stream-score it, upload its part; return a record.
+
+    A partition that is not readable or breaks the contract's schema is copied to
+    ``quarantine/<dataset>/<batch>/`` with the reason, and the task fails naming it.
+    """
+    logger = get_run_logger()
+    store = open_store()
+    contract = find_contract(dataset)
+    model_ref = ModelRef(**{k: model[k] for k in ("name", "version", "onnx_key", "sha256")})
+    item = InputPartition(**partition)
+    try:
+        record = score_object(
+            store, item, model_ref, contract, run_id=run_id,
+            scratch_dir=get_settings().scratch_dir / "scoring", batch_rows=batch_rows,
+            intra_op_threads=ort_threads, schema_check=scoring_schema_check(contract),
+        )
+    except InputChangedError:
+        raise
+    except DataValidationError as exc:
+        written = quarantine_partition(store, dataset, item.key, exc, run_id=run_id)
+        logger.error("partition %s rejected and quarantined at %s: %s", item.key, written[0], exc)
+        raise
+    logger.info(
+        "scored %s: %d rows in %.2f s -> %s", item.key, record["rows"], record["seconds"],
+        record["output_key"],
+    )
+    return record
+
+
+@task(name="write-scoring-manifest", **_IO_RETRIES)
+def write_scoring_manifest(
+    model: dict[str, Any],
+    run_id: str,
+    partitions: list[dict[str, Any]],
+    results: list[Any],
+    started_at: float,
+) -> dict[str, Any]:
+    """Prune stale parts, then write the run's manifest last; return the run summary record.
+
+    ``results`` holds, per partition, its record or the exception it failed with (pass the
+    futures wrapped in ``allow_failure``). A run with failures still gets a manifest listing
+    them (status ``partial``); :func:`check_scoring_complete` then fails the flow.
+    """
+    records = [r for r in results if isinstance(r, dict)]
+    rows = sum(int(r["rows"]) for r in records)
+    wall = max(time.time() - started_at, 1e-9)
+    timings = {
+        "wall_s": wall, "rows_per_s": rows / wall,
+        **{f"{name}_total": sum(r["timings"][name] for r in records)
+           for name in ("download_s", "score_s", "upload_s")},
+    }
+    manifest = manifest_from_results(
+        model_name=model["name"], model_version=model["version"], run_id=run_id,
+        partitions=partitions, results=results, contract_dataset=model["contract_dataset"],
+        contract_version=model["contract_version"], timings=timings,
+    )
+    store = open_store()
+    pruned = prune_stale_parts(store, manifest)
+    key = write_manifest(store, manifest)
+    logger = get_run_logger()
+    if pruned:
+        logger.warning("removed %d stale object(s) from the run prefix: %s", len(pruned), pruned)
+    logger.info("manifest %s written (%s, %d rows)", key, manifest.status, manifest.rows)
+    return {
+        "run_id": run_id, "model_name": manifest.model_name,
+        "model_version": manifest.model_version, "manifest_key": key,
+        "status": manifest.status, "rows": manifest.rows, "partitions": len(partitions),
+        "output_keys": [o.key for o in manifest.outputs],
+        "failed_partitions": [
+            {"key": f.key, "etag": f.etag, "error": f.error} for f in manifest.failed_partitions
+        ],
+        "pruned_keys": pruned, "timings": manifest.timings,
+        "contract_dataset": manifest.contract_dataset,
+        "contract_version": manifest.contract_version,
+        "score_distribution": score_distribution(records),
+    }
+
+
+def _artifact_key(model_name: str) -> str:
+    # artifact keys allow lowercase letters, digits and dashes only
+    return "scoring-" + re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
+
+
+@task(name="publish-scoring-summary", cache_policy=NONE)
+def publish_scoring_summary(summary: dict[str, Any]) -> str:
+    """Publish the run's markdown summary artifact; return the markdown."""
+    markdown = scoring_summary_markdown(summary, summary["score_distribution"])
+    create_markdown_artifact(
+        markdown=markdown, key=_artifact_key(summary["model_name"]),
+        description=f"scoring run {summary['run_id']} of {summary['model_name']} "
+                    f"v{summary['model_version']}",
+    )
+    return markdown
+
+
+@task(name="check-scoring-complete", cache_policy=NONE)
+def check_scoring_complete(summary: dict[str, Any]) -> None:
+    """Gate: fail naming every partition that could not be scored (after the manifest)."""
+    raise_if_failed(summary)

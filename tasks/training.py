@@ -1,0 +1,92 @@
+"""Prefect tasks of training: thin wrappers around :mod:`mlops_onprem.training` and the parity
+gate of :mod:`mlops_onprem.registry`.
+
+Between tasks travel small records (dicts) and object keys: the candidate is staged in the
+store by the training task. No retries: training and parity are deterministic, and the store
+client already retries transient I/O (``Settings.s3_max_retries``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+
+from mlops_onprem.contracts import Contract, find_contract, load_contract
+from mlops_onprem.model_card import metrics_table
+from mlops_onprem.model_spec import load_model_spec
+from mlops_onprem.registry import check_candidate_parity
+from mlops_onprem.store import open_store
+from mlops_onprem.training import Candidate, train_candidate
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:200]
+
+
+def contract_for(dataset: str, contract_path: str | None) -> Contract:
+    """The contract at ``contract_path``, else ``data_contracts/<dataset>.yaml``."""
+    contract = load_contract(contract_path) if contract_path else find_contract(dataset)
+    if contract.dataset != dataset:
+        raise ValueError(f"contract for dataset {contract.dataset!r} used for dataset {dataset!r}")
+    return contract
+
+
+@task(name="train-candidate", cache_policy=NONE)
+def train_candidate_task(
+    dataset: str, model_name: str, spec: str, run_id: str,
+    seed: int | None = None, contract_path: str | None = None,
+) -> dict[str, Any]:
+    """Train ``spec`` on the validated data of ``dataset``, export ONNX, stage the candidate.
+
+    Returns the candidate record (metrics, lineage, staged keys). Publishes a metrics table.
+    """
+    logger = get_run_logger()
+    contract = contract_for(dataset, contract_path)
+    model_spec = load_model_spec(spec, seed=seed)
+    candidate = train_candidate(
+        open_store(), dataset=dataset, contract=contract, spec=model_spec,
+        model_name=model_name, run_id=run_id,
+    )
+    data = candidate.data
+    logger.info(
+        "trained %s (%s) on %d rows (%s split, %d holdout) in %.2fs, exported in %.2fs; %s",
+        model_name, model_spec.kind, data["rows"], data["split"], data["holdout_rows"],
+        candidate.fit_seconds, candidate.export_seconds, candidate.metrics,
+    )
+    create_markdown_artifact(
+        markdown=(
+            f"# Candidate {model_name} ({model_spec.name}, {model_spec.kind})\n\n"
+            f"{data['rows']} rows of `{dataset}` ({data['train_rows']} train, "
+            f"{data['holdout_rows']} holdout, {data['split']} split), data sha256 "
+            f"`{data['sha256'][:16]}...`, fit {candidate.fit_seconds:.2f}s, "
+            f"export {candidate.export_seconds:.2f}s.\n\n"
+            + metrics_table(candidate.metrics, candidate.primary_metric)
+            + "\n\nStaged: " + ", ".join(f"`{k}`" for k in candidate.staged.values())
+        ),
+        key=artifact_key("candidate", model_name),
+        description=f"Holdout metrics of the {model_name} candidate",
+    )
+    return candidate.to_dict()
+
+
+@task(name="check-onnx-parity", cache_policy=NONE)
+def check_parity_task(
+    candidate: dict[str, Any], contract_path: str | None = None, tolerance: float | None = None,
+) -> dict[str, Any]:
+    """The parity gate: ONNX vs native scores on the holdout, through onnx_io.
+
+    Returns the parity result; raises ParityError (the flow fails, nothing is registered).
+    """
+    record = Candidate.from_dict(candidate)
+    contract = contract_for(record.dataset, contract_path)
+    result = check_candidate_parity(open_store(), record, contract, tolerance=tolerance)
+    get_run_logger().info(
+        "parity passed: max abs diff %.3e, gate diff %.3e <= %.1e on %d rows",
+        result.max_abs_diff, result.gate_diff, result.tolerance, result.rows,
+    )
+    return result.to_dict()
