@@ -12,6 +12,8 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export GX_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
+# the ephemeral API server can take longer than its 20 s default on a busy 2-core host
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .PHONY: venv demo test test-ui lint bench ui doctor lock clean
 

@@ -23,11 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-import mlops_onprem  # noqa: F401  (sets DO_NOT_TRACK before Evidently is imported)
-
 import numpy as np
 import pandas as pd
 
+import mlops_onprem  # noqa: F401  (sets DO_NOT_TRACK before Evidently is imported)
 from mlops_onprem.drift import DriftThresholds, compute_drift
 from mlops_onprem.reference_profile import DEFAULT_SAMPLE_SIZE, build_reference_profile
 from mlops_onprem.synthetic import SyntheticSpec, generate_batch, make_contract

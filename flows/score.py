@@ -45,8 +45,13 @@ def score_batch(
     run_id: str | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     ort_threads: int = 1,
+    contract_path: str | None = None,
 ) -> dict[str, Any]:
     """Score every partition under ``input_prefix`` with ``model_name@model_ref``.
+
+    ``ort_threads`` is onnxruntime's intra-op thread count per partition (partitions already
+    run in parallel on the task runner). ``contract_path`` overrides
+    ``data_contracts/<dataset>.yaml``.
 
     Returns the run summary (run id, manifest key, rows, output keys, failed partitions).
     Raises ModelNotFoundError (no champion), FeatureMismatchError (model vs contract),
@@ -55,7 +60,7 @@ def score_batch(
     """
     started_at = time.time()
     prefix = input_prefix or keys.validated_prefix(dataset)
-    model = resolve_model(model_name, model_ref, dataset)
+    model = resolve_model(model_name, model_ref, dataset, contract_path)
     partitions = list_partitions(prefix)
     run = run_id or derive_run_id(
         model["name"], model["version"], [(p["key"], p["etag"]) for p in partitions]
@@ -63,6 +68,7 @@ def score_batch(
     scored = score_partition.map(
         partitions, model=unmapped(model), dataset=unmapped(dataset), run_id=unmapped(run),
         batch_rows=unmapped(batch_rows), ort_threads=unmapped(ort_threads),
+        contract_path=unmapped(contract_path),
     )
     summary = write_scoring_manifest(
         model, run, partitions, allow_failure(scored), started_at=started_at
@@ -83,8 +89,11 @@ if __name__ == "__main__":
     parser.add_argument("--ref", default="champion")
     parser.add_argument("--run-id", default=None)
     parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS)
+    parser.add_argument("--ort-threads", type=int, default=1)
+    parser.add_argument("--contract-path", default=None)
     args = parser.parse_args()
     print(json.dumps(score_batch(
         dataset=args.dataset, input_prefix=args.input_prefix, model_name=args.model,
         model_ref=args.ref, run_id=args.run_id, batch_rows=args.batch_rows,
+        ort_threads=args.ort_threads, contract_path=args.contract_path,
     ), indent=2, default=str))

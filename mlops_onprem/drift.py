@@ -106,6 +106,7 @@ class MethodResult:
     drifted: bool
     p_value: float | None = None
     rule: str = ""  # the rule in words, e.g. "p < 0.01 and D >= 0.1"
+    min_effect: float | None = None  # p-value rules: the effect size they also require
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,11 @@ class ColumnDrift:
             if m.method in ("psi", "jensenshannon", "unseen_share") and m.threshold > 0
             and math.isfinite(m.statistic)
         ]
-        ks = [m.statistic / 0.1 for m in self.methods if m.method == "ks" and math.isfinite(m.statistic)]
-        return max([*ratios, *ks], default=0.0)
+        effects = [
+            m.statistic / m.min_effect for m in self.methods
+            if m.method == "ks" and m.min_effect and math.isfinite(m.statistic)
+        ]
+        return max([*ratios, *effects], default=0.0)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -326,9 +330,11 @@ def numeric_column_drift(
         ref_values, ref_cum_le = profile.ks_steps()
         d, p = _ks_test(ref_values, ref_cum_le, profile.sample.size, valid)
         ks_drift = p < thresholds.ks_p_value and d >= thresholds.ks_min_statistic
-        methods.append(MethodResult("ks", d, thresholds.ks_p_value, ks_drift, p, ks_rule))
+        methods.append(MethodResult("ks", d, thresholds.ks_p_value, ks_drift, p, ks_rule,
+                                    thresholds.ks_min_statistic))
     else:
-        methods.append(MethodResult("ks", float("nan"), thresholds.ks_p_value, False, None, ks_rule))
+        methods.append(MethodResult("ks", float("nan"), thresholds.ks_p_value, False, None, ks_rule,
+                                    thresholds.ks_min_statistic))
     return ColumnDrift(
         column=profile.name,
         kind=kind,
@@ -351,7 +357,7 @@ def categorical_column_drift(
     n_rows = len(values)
     current = column_as_categories(values).value_counts(sort=False)
     current_counts = {str(k): int(v) for k, v in current.items()}
-    categories = list(profile.counts) + sorted(c for c in current_counts if c not in profile.counts)
+    categories = sorted(profile.counts) + sorted(c for c in current_counts if c not in profile.counts)
     ref_vec = np.array([profile.counts.get(c, 0) for c in categories], dtype=np.float64)
     cur_vec = np.array([current_counts.get(c, 0) for c in categories], dtype=np.float64)
     unseen = {c: n for c, n in current_counts.items() if c not in profile.counts}
@@ -363,6 +369,7 @@ def categorical_column_drift(
             "chi2", chi2, thresholds.chi2_p_value,
             p < thresholds.chi2_p_value and js >= thresholds.chi2_min_js, p,
             f"p < {thresholds.chi2_p_value:g} and JS >= {thresholds.chi2_min_js:g}",
+            thresholds.chi2_min_js,
         ),
         MethodResult(
             "jensenshannon", js, thresholds.js_distance, js >= thresholds.js_distance, None,

@@ -21,7 +21,9 @@ Prefect worker process loads a model once however many partitions it scores.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -395,7 +397,7 @@ def score_object(
     Downloads the partition to ``scratch_dir`` (streamed; removed afterwards), scores it
     with the process-wide cached session, uploads the part and returns a small record:
     ``input_key, input_etag, input_sha256, output_key, output_sha256, rows, seconds,
-    score_min, score_max, score_sum, score_sample``.
+    timings, worker (host:pid), score_min, score_max, score_sum, score_sample``.
     Raises InputChangedError if the object's ETag moved since listing, CorruptPartitionError
     / DataValidationError for unusable input, the store family on I/O failures.
     """
@@ -441,6 +443,7 @@ def score_object(
         },
     )
     record["seconds"] = time.perf_counter() - started
+    record["worker"] = f"{socket.gethostname()}:{os.getpid()}"  # which process scored it
     return record
 
 

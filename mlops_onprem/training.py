@@ -133,6 +133,7 @@ def encode_labels(values: pd.Series, contract: Contract) -> np.ndarray:
     encoded = values.map(lambda v: lookup.get(v, lookup.get(str(v), -1))).to_numpy(dtype=np.int64)
     if (encoded < 0).any():
         bad = values[encoded < 0].iloc[0]
+        bad = bad.item() if isinstance(bad, np.generic) else bad
         raise TrainingDataError(
             f"label column {label.name!r} has value {bad!r} outside contract classes {classes}"
         )

@@ -550,6 +550,21 @@ class _GxRuntime:
         self.batch_definition = asset.add_batch_definition_whole_dataframe("whole_batch")
         self.expectation_class = get_expectation_impl
         self.lock = threading.Lock()  # the context is not documented as thread-safe
+        _skip_batch_fingerprint()
+
+
+def _skip_batch_fingerprint() -> None:
+    """Stop GX hashing every row of each batch for a "pandas_data_fingerprint" batch marker.
+
+    GX 1.24 computes ``pd.util.hash_pandas_object(df)`` for frames under 1 GB (its
+    ``HASH_THRESHOLD``) on every ``get_batch``: ~0.7-1.4 s per call on 1M x 35 here, more than
+    all the expectations together. The marker is metadata only (GX already skips it above
+    1 GB); no expectation or verdict uses it.
+    """
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    if hasattr(pandas_execution_engine, "HASH_THRESHOLD"):
+        pandas_execution_engine.HASH_THRESHOLD = 0
 
 
 _RUNTIME: _GxRuntime | None = None
@@ -575,6 +590,10 @@ def _gx_expectation(spec: ExpectationSpec, rule_id: str, runtime: _GxRuntime) ->
         raise ContractError(f"rule {rule_id!r}: invalid arguments for {spec.type}: {exc}") from exc
 
 
+_SUITE_CACHE: dict[tuple[str, str, frozenset[str] | None, bool], Any] = {}
+_SUITE_CACHE_SIZE = 64
+
+
 def build_expectation_suite(
     contract: Contract, stage: str, *, rule_ids: Iterable[str] | None = None, detail: bool = False,
 ) -> gx.ExpectationSuite:
@@ -584,26 +603,37 @@ def build_expectation_suite(
     and ``detail``: False gives the cheap screening suite (aggregate expectations, plus
     not-null and extra expectations as declared); True gives the row-wise expectations of the
     rules that have one. Every expectation carries ``meta["rule_id"]``.
-    Returns the suite (not saved in any context). Raises :class:`ContractError` for an unknown
-    expectation type or bad kwargs in ``extra_expectations``.
+    Returns the suite (not saved in any context; built once per contract/stage/rules and
+    reused). Raises :class:`ContractError` for an unknown expectation type or bad kwargs in
+    ``extra_expectations``.
     """
+    wanted = None if rule_ids is None else frozenset(rule_ids)
+    cache_key = (contract.model_dump_json(), _stage(stage), wanted, detail)
+    cached = _SUITE_CACHE.get(cache_key)
+    if cached is not None:
+        return cached
     runtime = _runtime()
-    wanted = None if rule_ids is None else set(rule_ids)
-    suite = runtime.gx.ExpectationSuite(name=f"{contract.dataset}-{contract.version}-{stage}"
-                                        + ("-detail" if detail else ""))
+    expectations = []
     for rule in contract_rules(contract, stage):
         if rule.is_schema or (wanted is not None and rule.rule_id not in wanted):
             continue
         specs = (rule.detail,) if detail and rule.detail else () if detail else rule.screen
-        for spec in specs:
-            suite.add_expectation(_gx_expectation(spec, rule.rule_id, runtime))
+        expectations += [_gx_expectation(spec, rule.rule_id, runtime) for spec in specs]
+    # the constructor keeps every expectation; add_expectation() is O(n^2) and would merge
+    # an extra expectation identical to a built-in rule into it, losing its rule id
+    suite = runtime.gx.ExpectationSuite(
+        name=f"{contract.dataset}-{contract.version}-{stage}" + ("-detail" if detail else ""),
+        expectations=expectations,
+    )
+    if len(_SUITE_CACHE) >= _SUITE_CACHE_SIZE:
+        _SUITE_CACHE.clear()
+    _SUITE_CACHE[cache_key] = suite
     return suite
 
 
-def _run_suite(runtime: _GxRuntime, df: pd.DataFrame, suite: Any) -> list[Any]:
+def _run_suite(runtime: _GxRuntime, batch: Any, suite: Any) -> list[Any]:
     n_expectations = len(suite.expectations)
     with runtime.lock:
-        batch = runtime.batch_definition.get_batch(batch_parameters={"dataframe": df})
         outcome = batch.validate(suite, result_format={
             "result_format": "SUMMARY", "partial_unexpected_count": EXAMPLE_COUNT})
     evaluated = outcome.statistics.get("evaluated_expectations", 0)
@@ -688,7 +718,9 @@ def validate_dataframe(
         runtime = _runtime()
         frame = df if not unusable else df.loc[:, [c for c in columns if c not in unusable]]
         ids = [r.rule_id for r in runnable]
-        screen = _run_suite(runtime, frame, build_expectation_suite(contract, stage, rule_ids=ids))
+        with runtime.lock:
+            batch = runtime.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        screen = _run_suite(runtime, batch, build_expectation_suite(contract, stage, rule_ids=ids))
         by_rule: dict[str, list[Any]] = {}
         for r in screen:
             by_rule.setdefault(r.expectation_config.meta["rule_id"], []).append(r)
@@ -696,7 +728,12 @@ def validate_dataframe(
         for rule in runnable:
             res = RuleResult(rule.rule_id, rule.kind, rule.column, rule.expectation,
                              rule.severity.value, "passed")
-            _apply_gx_results(rule, res, by_rule.get(rule.rule_id, []), final=False)
+            got = by_rule.get(rule.rule_id, [])
+            if len(got) != len(rule.screen):
+                raise NothingValidatedError(
+                    f"rule {rule.rule_id!r}: Great Expectations returned {len(got)} of "
+                    f"{len(rule.screen)} results; refusing to call it passed")
+            _apply_gx_results(rule, res, got, final=False)
             results[rule.rule_id] = res
             if res.failed and rule.detail is not None:
                 needs_detail.append(rule)
@@ -705,7 +742,7 @@ def validate_dataframe(
             detail_suite = build_expectation_suite(
                 contract, stage, rule_ids=[r.rule_id for r in needs_detail], detail=True)
             detail_by_rule: dict[str, list[Any]] = {}
-            for r in _run_suite(runtime, frame, detail_suite):
+            for r in _run_suite(runtime, batch, detail_suite):
                 detail_by_rule.setdefault(r.expectation_config.meta["rule_id"], []).append(r)
             for rule in needs_detail:
                 _apply_gx_results(rule, results[rule.rule_id], detail_by_rule[rule.rule_id], final=True)

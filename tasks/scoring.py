@@ -16,7 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.logging import get_run_logger
 
-from mlops_onprem.contracts import find_contract
+from mlops_onprem.contracts import Contract, find_contract, load_contract
 from mlops_onprem.errors import DataValidationError, StoreUnavailableError
 from mlops_onprem.manifest import (
     manifest_from_results,
@@ -50,6 +50,17 @@ def retry_on_transient_io(task: Any, task_run: Any, state: Any) -> bool:
     return isinstance(state.data, TRANSIENT_ERRORS)
 
 
+def dataset_contract(dataset: str, contract_path: str | None = None) -> Contract:
+    """The contract at ``contract_path``, else ``data_contracts/<dataset>.yaml``.
+
+    Raises ContractError when it cannot be loaded, ValueError when it is another dataset's.
+    """
+    contract = load_contract(contract_path) if contract_path else find_contract(dataset)
+    if contract.dataset != dataset:
+        raise ValueError(f"contract for dataset {contract.dataset!r} used for dataset {dataset!r}")
+    return contract
+
+
 _IO_RETRIES: dict[str, Any] = dict(
     retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_on_transient_io,
     cache_policy=NONE,
@@ -57,13 +68,15 @@ _IO_RETRIES: dict[str, Any] = dict(
 
 
 @task(name="resolve-scoring-model", **_IO_RETRIES)
-def resolve_model(model_name: str, model_ref: str, dataset: str) -> dict[str, Any]:
+def resolve_model(
+    model_name: str, model_ref: str, dataset: str, contract_path: str | None = None
+) -> dict[str, Any]:
     """Resolve ``model_name@model_ref`` and check it against the dataset's contract.
 
     Returns the model record (name, version, onnx_key, sha256) plus the contract's dataset
     and version. Raises ModelNotFoundError or FeatureMismatchError (not retried).
     """
-    contract = find_contract(dataset)
+    contract = dataset_contract(dataset, contract_path)
     model = resolve_scoring_model(open_store(), model_name, model_ref, contract)
     get_run_logger().info(
         "scoring with %s (onnx %s, sha256 %s)", model.label, model.onnx_key, model.sha256[:12]
@@ -88,6 +101,7 @@ def score_partition(
     run_id: str,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     ort_threads: int = 1,
+    contract_path: str | None = None,
 ) -> dict[str, Any]:
     """Download one partition to scratch, stream-score it, upload its part; return a record.
 
@@ -96,7 +110,7 @@ def score_partition(
     """
     logger = get_run_logger()
     store = open_store()
-    contract = find_contract(dataset)
+    contract = dataset_contract(dataset, contract_path)
     model_ref = ModelRef(**{k: model[k] for k in ("name", "version", "onnx_key", "sha256")})
     item = InputPartition(**partition)
     try:
@@ -164,6 +178,7 @@ def write_scoring_manifest(
         "contract_dataset": manifest.contract_dataset,
         "contract_version": manifest.contract_version,
         "score_distribution": score_distribution(records),
+        "workers": sorted({r["worker"] for r in records}),
     }
 
 

@@ -113,32 +113,40 @@ def write_input(path: Path, n_rows: int, *, task: Task = Task.BINARY, seed: int 
     return frame
 
 
-def measure_peak_memory(batch_rows: int, mode: str, workdir: str) -> dict[str, int]:
-    """Score ``<workdir>/in.parquet`` and report peak Arrow-pool and Python-heap bytes.
+_POOLS: list[pa.MemoryPool] = []
 
-    Run in a fresh subprocess (``python -c``) so the Arrow pool's high-water mark belongs to
-    this measurement alone (write the input in another process: writing allocates too). ``mode="stream"`` uses the production path; ``mode="whole"``
-    reads the file in one go (the control that shows the metric can see a whole-file read).
+
+def measure_peak_memory(input_path: Path, batch_rows: int, mode: str) -> dict[str, int]:
+    """Score ``input_path`` and report peak Arrow-pool and Python-heap bytes of that call alone.
+
+    Arrow allocations go through a fresh proxy pool (its own high-water mark); Python and
+    numpy allocations are traced with tracemalloc. ``mode="stream"`` is the production
+    path; ``mode="whole"`` reads the file in one go: the control that proves the metric sees
+    a read that grows with the input.
     """
     import tracemalloc
 
     from mlops_onprem.onnx_io import build_feeds, create_session, run_scores
     from mlops_onprem.scoring import score_parquet_file
 
-    work = Path(workdir)
     contract = contract_for(Task.BINARY)
     session = create_session(linear_onnx(contract))
-    pool = pa.default_memory_pool()
-    pool.release_unused()
-    base_pool = pool.bytes_allocated()
+    previous = pa.default_memory_pool()
+    pool = pa.proxy_memory_pool(previous)
+    _POOLS.append(pool)  # buffers allocated through it may outlive this call: never free it
+    pa.set_memory_pool(pool)
     tracemalloc.start()
-    if mode == "stream":
-        score_parquet_file(work / "in.parquet", work / "out.parquet", session, contract,
-                           model_name="demo", model_version=1, input_key="in", batch_rows=batch_rows)
-    else:
-        table = pq.read_table(work / "in.parquet")
-        run_scores(session, build_feeds(table, contract), Task.BINARY)
-    _, python_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return {"arrow_peak": int(pool.max_memory() - base_pool), "python_peak": int(python_peak),
-            "input_bytes": int((work / "in.parquet").stat().st_size)}
+    try:
+        if mode == "stream":
+            score_parquet_file(input_path, Path(input_path).with_suffix(".out"), session, contract,
+                               model_name="demo", model_version=1, input_key="in",
+                               batch_rows=batch_rows)
+        else:
+            table = pq.read_table(input_path)
+            run_scores(session, build_feeds(table, contract), Task.BINARY)
+        _, python_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        pa.set_memory_pool(previous)
+    return {"arrow_peak": int(pool.max_memory()), "python_peak": int(python_peak),
+            "input_bytes": int(Path(input_path).stat().st_size)}

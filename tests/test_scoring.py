@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from scoring_fixtures import contract_for, expected_scores, linear_onnx, write_input
+from scoring_fixtures import (
+    contract_for,
+    expected_scores,
+    linear_onnx,
+    measure_peak_memory,
+    write_input,
+)
 
 from mlops_onprem import keys, scoring
 from mlops_onprem.contracts import Task
@@ -62,8 +64,8 @@ def test_binary_scores_match_the_model_row_for_row_with_lineage(tmp_path: Path) 
     assert set(out.column("model_name").to_pylist()) == {"demo"}
     assert set(out.column("model_version").to_pylist()) == {3}
     assert set(out.column("input_key").to_pylist()) == {INPUT_KEY}
-    assert result.score_min == pytest.approx(expected.min())
-    assert result.score_sum == pytest.approx(expected.sum())
+    assert result.score_min == pytest.approx(expected.min(), abs=1e-6)
+    assert result.score_sum == pytest.approx(expected.sum(), abs=1e-3)
     assert 0 < len(result.score_sample) <= scoring.SCORE_SAMPLE_SIZE
 
 
@@ -101,33 +103,30 @@ def test_empty_partition_yields_an_empty_output_with_the_full_schema(tmp_path: P
     assert "score" in out.column_names
 
 
-_MEASURE = (
-    "import json, sys; from scoring_fixtures import measure_peak_memory; "
-    "print(json.dumps(measure_peak_memory(int(sys.argv[1]), sys.argv[2], sys.argv[3])))"
-)
-
-
-def _peak(workdir: Path, mode: str, batch_rows: int) -> dict[str, int]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
-    done = subprocess.run([sys.executable, "-c", _MEASURE, str(batch_rows), mode, str(workdir)],
-                          capture_output=True, text=True, env=env, timeout=120, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def test_peak_memory_does_not_grow_with_input_size(tmp_path: Path) -> None:
-    # Each measurement runs in a fresh process so the Arrow pool's high-water mark is its own;
-    # the whole-file control proves the metric sees a read that does grow with the input.
     batch_rows = 5_000
+    paths = {}
     for rows in (20_000, 200_000):
-        (tmp_path / str(rows)).mkdir()
-        write_input(tmp_path / str(rows) / "in.parquet", rows, row_group_rows=batch_rows)
-    small = _peak(tmp_path / "20000", "stream", batch_rows)
-    large = _peak(tmp_path / "200000", "stream", batch_rows)
-    whole = _peak(tmp_path / "200000", "whole", batch_rows)
+        paths[rows] = tmp_path / f"in-{rows}.parquet"
+        write_input(paths[rows], rows, row_group_rows=batch_rows)
+    small = measure_peak_memory(paths[20_000], batch_rows, "stream")
+    large = measure_peak_memory(paths[200_000], batch_rows, "stream")
+    whole = measure_peak_memory(paths[200_000], batch_rows, "whole")
     for kind in ("arrow_peak", "python_peak"):
         assert large[kind] <= 1.25 * small[kind] + 512 * 1024, (kind, small, large)
+    # the control: a whole-file read of the same input does show up in the same metric
     assert whole["arrow_peak"] + whole["python_peak"] > 4 * (large["arrow_peak"] + large["python_peak"])
     assert large["arrow_peak"] + large["python_peak"] < large["input_bytes"] / 2
+
+
+def test_peak_memory_stays_bounded_when_the_input_is_one_big_row_group(tmp_path: Path) -> None:
+    # validated batches are written with pyarrow's default 1Mi-row row groups
+    path = tmp_path / "in.parquet"
+    write_input(path, 200_000)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+    peak = measure_peak_memory(path, 5_000, "stream")
+    whole = measure_peak_memory(path, 5_000, "whole")
+    assert peak["arrow_peak"] + peak["python_peak"] < (whole["arrow_peak"] + whole["python_peak"]) / 2
 
 
 def test_garbage_bytes_raise_corrupt_partition_naming_the_key(tmp_path: Path) -> None:

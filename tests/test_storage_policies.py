@@ -122,6 +122,7 @@ def test_ingest_role_lands_validates_and_quarantines_batches(role_stores):
     ingest.put_bytes(keys.quarantine_data_key(DATASET, "b002", "b002.parquet"), b"bad batch")
     ingest.put_json(keys.quarantine_result_key(DATASET, "b002"), {"success": False})
     ingest.put_bytes(keys.labels_key(DATASET, "b001"), b"labels")
+    ingest.put_bytes(keys.scoring_inbox_key(DATASET, "u001"), b"unlabelled rows to score")
     ingest.delete(keys.incoming_key(DATASET, "b001"))
 
     assert [o.key for o in ingest.list(keys.validated_prefix(DATASET))] == [
@@ -164,10 +165,13 @@ def test_scoring_role_reads_model_and_batch_and_writes_predictions(role_stores):
     admin.put_bytes(keys.model_file_key(MODEL, 2, "model.onnx"), b"onnx v2")
     admin.put_bytes(keys.validated_key(DATASET, "s001"), b"rows to score")
     admin.put_bytes(keys.incoming_key(DATASET, "s002"), b"unvalidated rows")
+    admin.put_bytes(keys.scoring_inbox_key(DATASET, "s003"), b"inbox rows")
 
     assert scoring.get_bytes(keys.model_file_key(MODEL, 2, "model.onnx")) == b"onnx v2"
     assert scoring.get_bytes(keys.validated_key(DATASET, "s001")) == b"rows to score"
     assert scoring.get_bytes(keys.incoming_key(DATASET, "s002")) == b"unvalidated rows"
+    inbox = [o.key for o in scoring.list(keys.scoring_inbox_prefix(DATASET))]
+    assert keys.scoring_inbox_key(DATASET, "s003") in inbox
     scoring.put_bytes(keys.prediction_part_key(MODEL, 2, "run1", "part-00000.parquet"), b"preds")
     scoring.put_json(keys.scoring_manifest_key(MODEL, 2, "run1"), {"parts": 1})
     scoring.put_bytes(keys.quarantine_data_key(DATASET, "s002", "s002.parquet"), b"unvalidated rows")
@@ -228,6 +232,7 @@ def test_scoring_role_cannot_overwrite_or_delete_a_model(role_stores):
         ("training", keys.validated_key(DATASET, "forged")),
         ("training", keys.prediction_part_key(MODEL, 5, "r", "part-0.parquet")),
         ("scoring", keys.validated_key(DATASET, "forged")),
+        ("scoring", keys.scoring_inbox_key(DATASET, "forged")),
         ("scoring", keys.monitoring_file_key(MODEL, "r", "drift.json")),
         ("monitoring", keys.model_file_key(MODEL, 5, "model.onnx")),
         ("monitoring", keys.prediction_part_key(MODEL, 5, "r", "part-0.parquet")),

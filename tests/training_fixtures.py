@@ -23,7 +23,9 @@ SMALL_PARAMS = {
 
 def small_spec(name: str = "logistic", **overrides: object) -> ModelSpec:
     params = SMALL_PARAMS.get(name, {})
-    return load_model_spec(name, **({"params": params} if params else {}), **overrides)
+    if params and "params" not in overrides:
+        overrides["params"] = params
+    return load_model_spec(name, **overrides)
 
 
 def seed_validated(

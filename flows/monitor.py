@@ -1,0 +1,104 @@
+"""Flow ``monitor-model``: drift and quality of the champion's recent scoring runs, and the
+closed loop back to training.
+
+Pipeline::
+
+    compute-drift-report -> (drift) emit-drift-event -> send-drift-alert
+        -> claim-retrain (debounced: one per cooldown, none while one runs)
+        -> train-model (deployment run or embedded subflow) -> finish-retrain
+        -> send-retrain-alert
+
+The retrained model still has to pass the promotion gate: the training flow decides.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.train import train_model
+from tasks.deployments import run_child_deployment
+from tasks.monitoring import (
+    claim_retrain_slot,
+    compute_drift_report,
+    emit_drift_event,
+    finish_retrain_slot,
+    read_retrain_outcome,
+    send_drift_alert,
+    send_retrain_alert,
+)
+
+
+@flow(name="monitor-model")
+def monitor_model(
+    model_name: str = "demo",
+    dataset: str = "demo",
+    last_n_runs: int = 5,
+    last_days: float | None = None,
+    retrain: bool = True,
+    training_deployment: str | None = None,
+) -> dict[str, Any]:
+    """Monitor ``model_name``'s champion over its last ``last_n_runs`` scoring runs (and at
+    most ``last_days`` days); on drift emit an event, alert and (with ``retrain``) retrain.
+
+    ``training_deployment`` ("train-model/<deployment>") runs training as a deployment; without
+    it the training flow runs embedded as a subflow. Returns the monitoring record plus
+    ``event_id``, ``alert`` and ``retrain``. Raises the child's failure (ChildRunFailedError
+    with its message) or the embedded training error, after recording it on the retrain
+    pointer and alerting.
+    """
+    record = compute_drift_report(model_name, dataset, last_n_runs, last_days)
+    result: dict[str, Any] = {**record, "event_id": None, "alert": None,
+                              "retrain": {"status": "not_needed"}}
+    if not record["drift"]:
+        return result
+    result["event_id"] = emit_drift_event(record)
+    result["alert"] = send_drift_alert(record)
+    if not retrain:
+        result["retrain"] = {"status": "disabled"}
+        return result
+    claim = claim_retrain_slot(record)
+    if not claim["granted"]:
+        result["retrain"] = {"status": "skipped", "reason": claim["reason"],
+                             "idempotency_key": claim["idempotency_key"]}
+        return result
+    try:
+        if training_deployment:
+            child = run_child_deployment(
+                training_deployment, {"dataset": dataset, "model_name": model_name},
+                idempotency_key=claim["idempotency_key"],
+            )
+            outcome = {**read_retrain_outcome(model_name, record["model_version"]),
+                       "flow_run_id": child["flow_run_id"]}
+        else:
+            outcome = train_model(dataset=dataset, model_name=model_name)
+    except Exception as exc:
+        failure = {"error": f"{type(exc).__name__}: {exc}"}
+        finish_retrain_slot(claim, failure)
+        send_retrain_alert(model_name, failure)
+        raise
+    finish_retrain_slot(claim, outcome)
+    send_retrain_alert(model_name, outcome)
+    result["retrain"] = {"status": "triggered", "mode": "deployment" if training_deployment
+                         else "embedded", "idempotency_key": claim["idempotency_key"], **outcome}
+    return result
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="Monitor a model's drift and retrain on drift.")
+    parser.add_argument("--model-name", default="demo")
+    parser.add_argument("--dataset", default="demo")
+    parser.add_argument("--last-n-runs", type=int, default=5)
+    parser.add_argument("--last-days", type=float, default=None)
+    parser.add_argument("--no-retrain", action="store_true")
+    parser.add_argument("--training-deployment", default=None, help='e.g. "train-model/train"')
+    args = parser.parse_args()
+    print(json.dumps(monitor_model(
+        model_name=args.model_name, dataset=args.dataset, last_n_runs=args.last_n_runs,
+        last_days=args.last_days, retrain=not args.no_retrain,
+        training_deployment=args.training_deployment,
+    ), indent=2, default=str))

@@ -1,0 +1,170 @@
+"""Debounce drift-triggered retrains with a compare-and-swap pointer in the store.
+
+One pointer per model at ``control/retrain/<model>.json``::
+
+    {"state": "running" | "idle", "idempotency_key", "claim_id", "champion_version",
+     "started_at", "finished_at", "trigger", "outcome"}
+
+A monitoring run that decided "drift" asks :func:`claim_retrain`. The claim is granted to at
+most one caller, because it is a compare-and-swap write against the token just read; it is
+refused while a retrain is running (unless that claim is older than ``stale_after_minutes``:
+a crashed run must not block retraining forever), within ``cooldown_minutes`` of the last
+claim, and when the same idempotency key was already claimed. The idempotency key hashes the
+model, the champion version and the cooldown window, so retries of one trigger collapse.
+:func:`finish_retrain` records the outcome and frees the pointer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from mlops_onprem import keys
+from mlops_onprem.errors import MonitoringError, PointerConflictError
+from mlops_onprem.store.base import ObjectStore
+
+STATE_RUNNING = "running"
+STATE_IDLE = "idle"
+_FINISH_ATTEMPTS = 10
+
+
+class RetrainControlError(MonitoringError):
+    """The retrain pointer is missing or held by another claim when finishing."""
+
+
+def retrain_pointer_key(model_name: str) -> str:
+    """``control/retrain/<model>.json``."""
+    return keys.control_key("retrain", keys.validate_name(model_name, "model name") + ".json")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def idempotency_key(model_name: str, champion_version: int | None, now: datetime,
+                    cooldown_minutes: float) -> str:
+    """Hash of model, champion version and cooldown window (``now`` floored to it)."""
+    if cooldown_minutes > 0:
+        window = int(now.timestamp() // (cooldown_minutes * 60))
+        window_text = f"window-{window}-of-{cooldown_minutes:g}min"
+    else:
+        window_text = "no-cooldown-" + _iso(now)  # no window: every moment is its own trigger
+    text = f"{model_name}\n{champion_version}\n{window_text}"
+    return "retrain-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class RetrainClaim:
+    """The answer to "may I retrain now?" (granted for exactly one caller per window)."""
+
+    granted: bool
+    reason: str
+    model_name: str
+    idempotency_key: str
+    claim_id: str | None = None
+    pointer_key: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def claim_retrain(
+    store: ObjectStore,
+    model_name: str,
+    *,
+    champion_version: int | None,
+    cooldown_minutes: float,
+    trigger: dict[str, Any] | None = None,
+    now: datetime | None = None,
+    stale_after_minutes: float = 360.0,
+) -> RetrainClaim:
+    """Try to claim the model's retrain slot; never raises on a lost race (granted=False).
+
+    Takes the store, the model, its champion version, the cooldown, a small ``trigger`` record
+    (e.g. the monitoring report key) and the time. Returns a :class:`RetrainClaim` whose
+    ``reason`` says why it was granted or refused.
+    """
+    now = now or datetime.now(UTC)
+    key = retrain_pointer_key(model_name)
+    idem = idempotency_key(model_name, champion_version, now, cooldown_minutes)
+
+    def refuse(reason: str) -> RetrainClaim:
+        return RetrainClaim(False, reason, model_name, idem, None, key)
+
+    pointer = store.read_pointer(key)
+    if pointer is not None:
+        value = pointer.value
+        started = _parse(value.get("started_at"))
+        if value.get("state") == STATE_RUNNING:
+            stale = started is not None and now - started > timedelta(minutes=stale_after_minutes)
+            if not stale:
+                return refuse(f"a retrain is already running (claim {value.get('claim_id')}, "
+                              f"started {value.get('started_at')})")
+        if value.get("idempotency_key") == idem:
+            return refuse(f"trigger {idem} was already claimed at {value.get('started_at')}")
+        if started is not None and now - started < timedelta(minutes=cooldown_minutes):
+            until = _iso(started + timedelta(minutes=cooldown_minutes))
+            return refuse(f"cooldown: last retrain started {value.get('started_at')}, "
+                          f"next allowed after {until}")
+    claim_id = uuid.uuid4().hex
+    value = {
+        "state": STATE_RUNNING,
+        "idempotency_key": idem,
+        "claim_id": claim_id,
+        "model_name": model_name,
+        "champion_version": champion_version,
+        "started_at": _iso(now),
+        "finished_at": None,
+        "cooldown_minutes": cooldown_minutes,
+        "trigger": trigger or {},
+        "outcome": None,
+    }
+    try:
+        store.write_pointer(key, value, expected_token=pointer.token if pointer else None)
+    except PointerConflictError:
+        return refuse("another monitoring run claimed the retrain first")
+    return RetrainClaim(True, "claimed", model_name, idem, claim_id, key)
+
+
+def finish_retrain(
+    store: ObjectStore, claim: RetrainClaim, outcome: dict[str, Any], *, now: datetime | None = None
+) -> dict[str, Any]:
+    """Record the outcome of a granted claim and mark the slot idle; return the pointer value.
+
+    Retries the compare-and-swap if the pointer moved meanwhile. Raises
+    :class:`RetrainControlError` if the claim is not granted or the pointer now belongs to a
+    different claim (e.g. a stale takeover).
+    """
+    if not claim.granted or claim.claim_id is None:
+        raise RetrainControlError(f"claim {claim.idempotency_key} was not granted; nothing to finish")
+    now = now or datetime.now(UTC)
+    for _ in range(_FINISH_ATTEMPTS):
+        pointer = store.read_pointer(claim.pointer_key)
+        if pointer is None or pointer.value.get("claim_id") != claim.claim_id:
+            raise RetrainControlError(
+                f"retrain pointer {claim.pointer_key} no longer holds claim {claim.claim_id}"
+            )
+        value = dict(pointer.value, state=STATE_IDLE, finished_at=_iso(now), outcome=outcome)
+        try:
+            store.write_pointer(claim.pointer_key, value, expected_token=pointer.token)
+        except PointerConflictError:
+            continue
+        return value
+    raise RetrainControlError(
+        f"retrain pointer {claim.pointer_key}: gave up after {_FINISH_ATTEMPTS} conflicting writes"
+    )
+
+
+def read_retrain_state(store: ObjectStore, model_name: str) -> dict[str, Any] | None:
+    """The current retrain pointer value of ``model_name``, or None if it never retrained."""
+    pointer = store.read_pointer(retrain_pointer_key(model_name))
+    return None if pointer is None else pointer.value

@@ -1,0 +1,182 @@
+"""Prefect tasks of monitoring: thin wrappers around :mod:`mlops_onprem.monitoring`,
+:mod:`mlops_onprem.alerts` and :mod:`mlops_onprem.retrain_control`.
+
+Tasks pass small records (keys, decisions, counts), never DataFrames.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+from prefect.events import emit_event
+
+from mlops_onprem import keys, registry
+from mlops_onprem.alerts import drift_alert, retrain_alert, send_alert
+from mlops_onprem.errors import StoreUnavailableError
+from mlops_onprem.monitoring import (
+    DECISION_INSUFFICIENT,
+    MonitoringPolicy,
+    NoScoringRunsError,
+    monitor,
+    write_report,
+)
+from mlops_onprem.retrain_control import RetrainClaim, claim_retrain, finish_retrain
+from mlops_onprem.settings import get_settings
+from mlops_onprem.store import open_store
+from tasks.training import artifact_key
+
+DRIFT_EVENT = "mlops.drift.detected"
+
+
+def _store_unavailable(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only when the store could not be reached (never on a computation error)."""
+    try:
+        state.result()
+    except StoreUnavailableError:
+        return True
+    except Exception:  # noqa: BLE001 - any other failure is final, not transient
+        return False
+    return False
+
+
+@task(
+    name="compute-drift-report", cache_policy=NONE, retries=2, retry_delay_seconds=[5, 30],
+    retry_condition_fn=_store_unavailable,
+)
+def compute_drift_report(
+    model_name: str, dataset: str, last_n_runs: int | None, last_days: float | None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Monitor the champion's recent scoring runs; store the report and publish it.
+
+    Returns ``{model_name, model_version, run_id, drift, decision, decision_reason,
+    rules_fired, reasons, summary, report_key, markdown_key, png_key, rows, drifted_features,
+    drifted_share, prediction_drift, quality}``. No scoring run in the window is recorded as
+    ``insufficient_data`` (nothing to judge is not an error for a scheduled monitor).
+    """
+    logger = get_run_logger()
+    store = open_store()
+    try:
+        report = monitor(store, model_name, dataset, last_n_runs=last_n_runs, last_days=last_days,
+                         policy=MonitoringPolicy(), run_id=run_id)
+    except NoScoringRunsError as exc:
+        logger.warning("%s", exc)
+        return {
+            "model_name": model_name, "model_version": registry.champion_version(store, model_name),
+            "run_id": run_id, "drift": False, "decision": DECISION_INSUFFICIENT,
+            "decision_reason": str(exc), "rules_fired": [], "reasons": [str(exc)],
+            "summary": f"{model_name}: no scoring run to monitor", "report_key": None,
+            "markdown_key": None, "png_key": None, "rows": 0, "drifted_features": [],
+            "drifted_share": 0.0, "prediction_drift": False, "quality": None,
+        }
+    report_keys, markdown = write_report(store, report)
+    create_markdown_artifact(
+        markdown=markdown + f"\nReport: `{report_keys.json}`\n",
+        key=artifact_key("drift-report", model_name),
+        description=report.summary(),
+    )
+    logger.info("%s (report %s, drift computed in %.2fs)", report.summary(), report_keys.json,
+                report.drift.seconds)
+    return {
+        "model_name": model_name,
+        "model_version": report.model_version,
+        "run_id": report.run_id,
+        "drift": report.decision.drift,
+        "decision": report.decision.status,
+        "decision_reason": "; ".join(report.decision.reasons),
+        "rules_fired": list(report.decision.rules_fired),
+        "reasons": list(report.decision.reasons),
+        "summary": report.summary(),
+        "report_key": report_keys.json,
+        "markdown_key": report_keys.markdown,
+        "png_key": report_keys.png,
+        "rows": report.drift.n_current,
+        "drifted_features": report.drift.drifted_features,
+        "drifted_share": report.drift.drifted_share,
+        "prediction_drift": report.drift.prediction_drift,
+        "quality": report.quality.to_dict() if report.quality else None,
+    }
+
+
+@task(name="emit-drift-event", cache_policy=NONE)
+def emit_drift_event(record: dict[str, Any]) -> str | None:
+    """Emit ``mlops.drift.detected`` (for Prefect automations) carrying the summary."""
+    event = emit_event(
+        event=DRIFT_EVENT,
+        resource={
+            "prefect.resource.id": f"mlops.model.{record['model_name']}",
+            "prefect.resource.name": record["model_name"],
+        },
+        payload={k: record[k] for k in (
+            "model_name", "model_version", "run_id", "decision", "rules_fired", "summary",
+            "report_key", "drifted_features", "drifted_share", "prediction_drift", "rows")},
+    )
+    return str(event.id) if event is not None else None
+
+
+@task(name="send-drift-alert", cache_policy=NONE)
+def send_drift_alert(record: dict[str, Any]) -> dict[str, Any]:
+    """Alert the configured apprise URLs about a drift decision (counts only in the result)."""
+    title, body = drift_alert(
+        model_name=record["model_name"], model_version=record["model_version"],
+        decision=record["decision"], summary=record["summary"],
+        rules_fired=record["rules_fired"], reasons=record["reasons"],
+        report_key=record["report_key"] or "n/a",
+    )
+    result = send_alert(get_settings().alert_urls, title, body, notify_type="warning")
+    get_run_logger().info("drift alert delivered to %d/%d URL(s)", result.delivered, result.attempted)
+    return result.to_dict()
+
+
+@task(name="claim-retrain", cache_policy=NONE)
+def claim_retrain_slot(record: dict[str, Any]) -> dict[str, Any]:
+    """Ask the debounce pointer whether this drift may trigger a retrain (one per cooldown)."""
+    claim = claim_retrain(
+        open_store(), record["model_name"], champion_version=record["model_version"],
+        cooldown_minutes=get_settings().retrain_cooldown_minutes,
+        trigger={"monitoring_run_id": record["run_id"], "report_key": record["report_key"],
+                 "rules_fired": record["rules_fired"]},
+    )
+    get_run_logger().info("retrain claim %s: %s", "granted" if claim.granted else "refused",
+                          claim.reason)
+    return claim.to_dict()
+
+
+@task(name="read-retrain-outcome", cache_policy=NONE)
+def read_retrain_outcome(model_name: str, previous_champion: int | None) -> dict[str, Any]:
+    """The training flow's outcome as the registry recorded it (for deployment runs, whose
+    return value is not persisted): newest version, whether it is champion, its decision."""
+    store = open_store()
+    versions = registry.list_versions(store, model_name)
+    if not versions:
+        return {"model_name": model_name, "version": None, "promoted": False, "decision": None}
+    newest = versions[-1]
+    decisions = [e for e in registry.history(store, model_name)
+                 if e.get("candidate_version") == newest.version]
+    champion = registry.champion_version(store, model_name)
+    return {
+        "model_name": model_name,
+        "version": newest.version if newest.version != previous_champion else None,
+        "promoted": champion == newest.version and newest.version != previous_champion,
+        "decision": decisions[-1] if decisions else None,
+        "metrics": newest.card.get("metrics"),
+        "card_key": keys.model_card_key(model_name, newest.version),
+    }
+
+
+@task(name="finish-retrain", cache_policy=NONE)
+def finish_retrain_slot(claim: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+    """Record the retrain outcome on the debounce pointer and free it."""
+    return finish_retrain(open_store(), RetrainClaim(**claim), outcome)
+
+
+@task(name="send-retrain-alert", cache_policy=NONE)
+def send_retrain_alert(model_name: str, outcome: dict[str, Any]) -> dict[str, Any]:
+    """Alert the configured apprise URLs about a triggered retrain's outcome."""
+    title, body = retrain_alert(model_name=model_name, outcome=outcome)
+    failed = "error" in outcome
+    notify_type = "failure" if failed else ("success" if outcome.get("promoted") else "info")
+    return send_alert(get_settings().alert_urls, title, body, notify_type=notify_type).to_dict()

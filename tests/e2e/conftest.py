@@ -1,0 +1,387 @@
+"""End-to-end harness: a real Prefect server on a real PostgreSQL, a real process worker,
+the repository's prefect.yaml deployed with `prefect deploy`, flows reading and writing the
+moto S3 server (auth and IAM policies on) as the least-privilege ``mlops-worker`` user.
+
+Everything listens on 127.0.0.1 and is started once per test session; every process is
+stopped by its own process group id, PostgreSQL with ``pg_ctl stop``.
+
+PostgreSQL refuses to run as root, so when the tests run as root the throwaway cluster is
+created and started as the ``postgres`` system user (in a temporary directory it owns).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+PG_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"),)
+WORK_POOL = "mlops-process"
+ROLES = ("ingest", "training", "scoring", "monitoring")
+SERVER_START_TIMEOUT_S = 180.0
+
+
+# --- small process helpers ----------------------------------------------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pg_tool(name: str) -> str:
+    for directory in PG_BIN_DIRS:
+        if (directory / name).exists():
+            return str(directory / name)
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"PostgreSQL server binary {name!r} not found (looked in {PG_BIN_DIRS} and PATH)")
+    return found
+
+
+def base_env() -> dict[str, str]:
+    """The test process's environment without any PREFECT_* / MLOPS_* setting leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLOPS_"))}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["DO_NOT_TRACK"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def stop_process_group(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """SIGTERM the process group ``proc`` leads, then SIGKILL it if it does not exit."""
+    if proc.poll() is not None:
+        return
+    t0 = time.monotonic()
+    import atexit
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+    print(f"\nSTOP {proc.args[1:3]} took {time.monotonic()-t0:.1f}s", file=sys.stderr)
+
+
+def wait_for_http(url: str, timeout_s: float, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited ({proc.returncode}) before {url} answered:\n"
+                               f"{log.read_text(errors='replace')[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout_s}s:\n"
+                       f"{log.read_text(errors='replace')[-4000:]}")
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout_s: float = 300.0) -> str:
+    """Run a CLI command to completion; fail with its output when it fails."""
+    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=timeout_s, start_new_session=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n"
+                           f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result.stdout
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Postgres:
+    port: int
+    data_dir: Path
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+
+def _as_postgres_user(command: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return command
+    quoted = " ".join(f"'{part}'" for part in command)
+    return ["su", "postgres", "-s", "/bin/sh", "-c", quoted]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL 15 cluster on a free loopback port (trust auth, loopback only)."""
+    initdb, pg_ctl = pg_tool("initdb"), pg_tool("pg_ctl")
+    root = Path(tempfile.mkdtemp(prefix="mlops-e2e-pg-"))
+    data_dir = root / "data"
+    data_dir.mkdir()
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        for path in (root, data_dir):
+            os.chown(path, user.pw_uid, user.pw_gid)
+    port = free_port()
+    subprocess.run(_as_postgres_user([initdb, "-D", str(data_dir), "-A", "trust", "-U", "postgres"]),
+                   check=True, capture_output=True, timeout=120)
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data_dir), "-o", options,
+                                      "-l", str(root / "postgres.log"), "-w", "start"]),
+                   check=True, capture_output=True, timeout=120)
+    try:
+        yield Postgres(port=port, data_dir=data_dir)
+    finally:
+        subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data_dir), "-m", "fast", "-w", "stop"]),
+                       capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- Prefect server -----------------------------------------------------------------------
+@dataclass
+class PrefectServer:
+    port: int
+    home: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client_env(self) -> dict[str, str]:
+        """Environment of a CLI/worker talking to this server."""
+        return {**base_env(), "PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.api_url,
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+@pytest.fixture(scope="session")
+def prefect_server(postgres: Postgres, tmp_path_factory) -> Iterator[PrefectServer]:
+    """`prefect server start` on a free loopback port, its database on ``postgres``."""
+    from cryptography.fernet import Fernet
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    server = PrefectServer(port=port, home=home)
+    env = {
+        **base_env(),
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_DATABASE_CONNECTION_URL": postgres.sqlalchemy_url,
+        "PREFECT_SERVER_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_API_URL": server.api_url,
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        # the cron schedules of prefect.yaml must not start runs in the middle of a test
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+    }
+    server.env = env
+    log = home / "server.log"
+    with open(log, "wb") as out:
+        server.proc = subprocess.Popen(
+            [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        wait_for_http(f"{server.api_url}/health", SERVER_START_TIMEOUT_S, server.proc, log)
+        yield server
+    finally:
+        stop_process_group(server.proc)
+
+
+@pytest.fixture
+def prefect_client_settings(prefect_server: PrefectServer) -> Iterator[None]:
+    """Point this test process's Prefect client (run_deployment, get_client) at the server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        yield
+
+
+# --- object store -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class E2EStore:
+    """The bucket the deployed flows use, with the worker's and the admin's view of it."""
+
+    bucket: str
+    worker_env: dict[str, str]
+    admin_settings: object  # mlops_onprem.settings.Settings
+
+
+@pytest.fixture(scope="session")
+def e2e_store(moto_server, tmp_path_factory) -> E2EStore:
+    """A bucket plus an ``mlops-worker`` IAM user holding the four role policies of
+    deployments/minio/policies (re-targeted at this bucket), as setup.sh does on MinIO."""
+    import boto3
+
+    from conftest import s3_settings_for  # tests/conftest.py (the session's moto server)
+    from mlops_onprem.store.s3 import S3Store
+
+    bucket = f"e2e-{uuid.uuid4().hex[:12]}"
+    data_dir = tmp_path_factory.mktemp("e2e-admin-data")
+    admin_settings = s3_settings_for(moto_server, bucket, data_dir=data_dir)
+    S3Store(admin_settings).put_bytes("README.txt", b"bucket created by the e2e admin")
+    iam = boto3.client("iam", endpoint_url=moto_server.url, region_name="us-east-1",
+                       aws_access_key_id=moto_server.access_key,
+                       aws_secret_access_key=moto_server.secret_key)
+    user = f"mlops-worker-{bucket}"
+    iam.create_user(UserName=user)
+    for role in ROLES:
+        text = (REPO / "deployments" / "minio" / "policies" / f"{role}.json").read_text()
+        document = text.replace("arn:aws:s3:::mlops", f"arn:aws:s3:::{bucket}")
+        arn = iam.create_policy(PolicyName=f"{role}-{bucket}", PolicyDocument=document)["Policy"]["Arn"]
+        iam.attach_user_policy(UserName=user, PolicyArn=arn)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    worker_env = {
+        "MLOPS_S3_ENDPOINT": moto_server.endpoint,
+        "MLOPS_S3_ACCESS_KEY": key["AccessKeyId"],
+        "MLOPS_S3_SECRET_KEY": key["SecretAccessKey"],
+        "MLOPS_S3_SECURE": "false",
+        "MLOPS_S3_REGION": "us-east-1",
+        "MLOPS_S3_CREATE_BUCKET": "false",
+        "MLOPS_S3_MAX_RETRIES": "1",
+        "MLOPS_BUCKET": bucket,
+        "MLOPS_DATA_DIR": str(tmp_path_factory.mktemp("e2e-worker-data")),
+    }
+    return E2EStore(bucket=bucket, worker_env=worker_env, admin_settings=admin_settings)
+
+
+@pytest.fixture
+def admin_store(e2e_store: E2EStore):
+    from mlops_onprem.store.s3 import S3Store
+
+    return S3Store(e2e_store.admin_settings)
+
+
+# --- deployments and worker ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Deployed:
+    """What `prefect deploy` registered, by full name ("flow-name/deployment-name")."""
+
+    names: tuple[str, ...]
+    missing_entrypoints: tuple[str, ...]
+    prefect_file: Path
+
+
+def _flow_name_of(entrypoint: str) -> str:
+    """The @flow(name=...) of an entrypoint, read from the source without importing it."""
+    import ast
+
+    path, func = entrypoint.split(":")
+    tree = ast.parse((REPO / path).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == func:
+            for deco in node.decorator_list:
+                if isinstance(deco, ast.Call):
+                    for kw in deco.keywords:
+                        if kw.arg == "name" and isinstance(kw.value, ast.Constant):
+                            return str(kw.value.value)
+            return func.replace("_", "-")
+    raise LookupError(f"{func} not found in {path}")
+
+
+@pytest.fixture(scope="session")
+def deployed(prefect_server: PrefectServer, tmp_path_factory) -> Deployed:
+    """The work pool plus every deployment of prefect.yaml whose flow file exists yet."""
+    env = prefect_server.client_env()
+    run_cli([str(VENV_BIN / "prefect"), "work-pool", "create", WORK_POOL, "--type", "process"], env)
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
+    present = [d for d in spec["deployments"] if (REPO / d["entrypoint"].split(":")[0]).exists()]
+    missing = tuple(d["entrypoint"] for d in spec["deployments"] if d not in present)
+    if missing:
+        # deploy what exists now from a filtered copy; entrypoints stay relative to the repo
+        spec["deployments"] = present
+        prefect_file = tmp_path_factory.mktemp("prefect-yaml") / "prefect.yaml"
+        prefect_file.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    else:
+        prefect_file = REPO / "prefect.yaml"
+    run_cli([str(VENV_BIN / "prefect"), "--no-prompt", "deploy", "--all",
+             "--prefect-file", str(prefect_file)], env, timeout_s=600)
+    names = tuple(f"{_flow_name_of(d['entrypoint'])}/{d['name']}" for d in present)
+    return Deployed(names=names, missing_entrypoints=missing, prefect_file=prefect_file)
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen
+    log: Path
+
+    def tail(self, chars: int = 6000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+
+@pytest.fixture(scope="session")
+def worker(prefect_server: PrefectServer, deployed: Deployed, e2e_store: E2EStore) -> Iterator[Worker]:
+    """`prefect worker start --pool mlops-process`: runs flows from a clone of this repo
+    (MLOPS_REPO_DIR, used by the pull step) against the e2e bucket as mlops-worker."""
+    env = {
+        **prefect_server.client_env(),
+        **e2e_store.worker_env,
+        "MLOPS_REPO_DIR": str(REPO),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
+    }
+    log = prefect_server.home / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "prefect"), "worker", "start", "--pool", WORK_POOL,
+             "--type", "process", "--name", "e2e-worker"],
+            cwd=prefect_server.home, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_for_worker_online(prefect_server, proc, log)
+        yield Worker(proc=proc, log=log)
+    finally:
+        stop_process_group(proc, timeout_s=30)
+
+
+def _wait_for_worker_online(server: PrefectServer, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    url = f"{server.api_url}/work_pools/{WORK_POOL}/workers/filter"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
+        request = urllib.request.Request(url, data=b"{}", method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            workers = json.loads(response.read())
+        if any(w["name"] == "e2e-worker" and w.get("status") == "ONLINE" for w in workers):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"worker did not come online:\n{log.read_text()[-4000:]}")
+
+
+def require_deployment(deployed: Deployed, name: str) -> None:
+    if name not in deployed.names:
+        pytest.skip(f"{name} is not deployed yet: its flow file is missing "
+                    f"(missing entrypoints: {', '.join(deployed.missing_entrypoints)})")

@@ -1,0 +1,130 @@
+"""The closed loop through ``monitor-model`` against the S3 fixture and a real Prefect API.
+
+clean period: no drift, no retrain -> injected drift: detected -> event -> alert -> retrain
+-> promotion decision -> a second drifted monitor in the cooldown does not retrain again.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from flows.monitor import monitor_model
+from flows.score import score_batch
+from flows.train import train_model
+from mlops_onprem import keys, landing
+from mlops_onprem.retrain_control import read_retrain_state
+from mlops_onprem.settings import get_settings
+from mlops_onprem.store.parquet import put_dataframe
+from mlops_onprem.synthetic import SyntheticSpec, generate_batch
+from tests.training_fixtures import seed_validated
+
+pytestmark = [pytest.mark.s3, pytest.mark.slow]
+SPEC = SyntheticSpec(dataset="demo")
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict]]:
+    """A loopback JSON webhook configured as the only alert URL."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server API)
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("MLOPS_ALERT_URLS", f"json://127.0.0.1:{server.server_address[1]}/")
+    monkeypatch.setenv("MLOPS_RETRAIN_COOLDOWN_MINUTES", "60")
+    get_settings.cache_clear()
+    yield received
+    server.shutdown()
+    server.server_close()
+    get_settings.cache_clear()
+
+
+def _score(store, batch_id: str, *, seed: int, start_row: int, shift: float = 0.0) -> dict:
+    batch, _labels = landing.land_synthetic_batch(
+        store, SPEC, batch_id=batch_id, rows=1500, seed=seed, start_row=start_row,
+        for_scoring=True, covariate_shift=shift, concept_shift=0.5 if shift else 0.0,
+    )
+    return score_batch(dataset="demo", input_prefix=batch.key, model_name="demo")
+
+
+def test_closed_loop_clean_then_drift_alert_retrain_and_debounce(s3_env, s3_store, webhook):
+    seed_validated(s3_store, rows=2000, batches=2)
+    first = train_model(dataset="demo", model_name="demo", spec="logistic")
+    assert first["promoted"] and first["version"] == 1
+
+    # clean period: no drift, nothing sent, no retrain
+    _score(s3_store, "score-001", seed=500, start_row=100_000)
+    clean = monitor_model(model_name="demo", dataset="demo", last_n_runs=1)
+    assert clean["drift"] is False, clean["reasons"]
+    assert clean["decision"] == "no_drift" and clean["retrain"] == {"status": "not_needed"}
+    assert s3_store.exists(clean["report_key"]) and s3_store.exists(clean["png_key"])
+    assert webhook == []
+
+    # the world changes: new training data carries the new relationship, scoring inputs shift
+    drifted_train = generate_batch(SPEC, 2000, seed=600, start_row=300_000,
+                                   covariate_shift=1.5, concept_shift=0.5)
+    put_dataframe(s3_store, keys.validated_key("demo", "batch-drifted"), drifted_train)
+    _score(s3_store, "score-002", seed=501, start_row=200_000, shift=1.5)
+    drifted = monitor_model(model_name="demo", dataset="demo", last_n_runs=1)
+
+    assert drifted["drift"] is True and "feature_share" in drifted["rules_fired"]
+    assert drifted["event_id"]
+    assert drifted["alert"]["delivered"] == 1
+    retrain = drifted["retrain"]
+    assert retrain["status"] == "triggered" and retrain["mode"] == "embedded"
+    assert retrain["version"] == 2 and retrain["decision"]["action"] in ("promoted", "rejected")
+    assert isinstance(retrain["promoted"], bool)
+
+    titles = [p["title"] for p in webhook]
+    assert titles[0] == "[mlops] demo v1: drift"
+    assert drifted["report_key"] in webhook[0]["message"]
+    assert titles[1].startswith("[mlops] demo: retrained v2 ")
+    assert str(retrain["decision"]["candidate_score"]) in webhook[1]["message"]
+
+    state = read_retrain_state(s3_store, "demo")
+    assert state["state"] == "idle" and state["outcome"]["version"] == 2
+    assert state["trigger"]["report_key"] == drifted["report_key"]
+
+    # another monitor inside the cooldown never starts a second retrain
+    again = monitor_model(model_name="demo", dataset="demo", last_n_runs=1)
+    assert again["retrain"]["status"] != "triggered"
+    if retrain["promoted"]:
+        # the new champion has not scored anything yet: nothing to judge
+        assert again["decision"] == "insufficient_data"
+    else:
+        assert again["retrain"]["status"] == "skipped" and "cooldown" in again["retrain"]["reason"]
+
+
+def test_a_failed_retrain_fails_the_monitor_with_its_message_records_it_and_alerts(
+    s3_env, s3_store, webhook
+):
+    seed_validated(s3_store, rows=1200, batches=2)
+    train_model(dataset="demo", model_name="demo", spec="logistic")
+    _score(s3_store, "score-009", seed=509, start_row=900_000, shift=1.5)
+    # the retrain has nothing to learn from: the training flow raises TrainingDataError
+    for info in list(s3_store.list(keys.validated_prefix("demo"))):
+        s3_store.delete(info.key)
+
+    state = monitor_model(model_name="demo", dataset="demo", last_n_runs=1, return_state=True)
+
+    assert state.is_failed()
+    with pytest.raises(Exception, match="validated") as excinfo:
+        state.result()
+    pointer = read_retrain_state(s3_store, "demo")
+    assert pointer["state"] == "idle"
+    assert type(excinfo.value).__name__ in pointer["outcome"]["error"]
+    assert [p["title"] for p in webhook] == ["[mlops] demo v1: drift", "[mlops] demo: retrain failed"]

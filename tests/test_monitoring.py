@@ -1,0 +1,209 @@
+"""Monitoring: window selection, live quality, the decision rules, the rendered report."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_onprem import keys
+from mlops_onprem.contracts import Task
+from mlops_onprem.drift import compute_drift
+from mlops_onprem.monitoring import (
+    DECISION_DRIFT,
+    DECISION_INSUFFICIENT,
+    DECISION_NO_DRIFT,
+    MonitoringPolicy,
+    NoScoringRunsError,
+    QualityResult,
+    decide,
+    live_quality,
+    monitor,
+    render_drift_chart,
+    render_markdown,
+    select_runs,
+    write_report,
+)
+from mlops_onprem.onnx_io import build_feeds, create_session, run_scores
+from mlops_onprem.reference_profile import build_reference_profile
+from mlops_onprem.registry import load_onnx_bytes, promote_if_better
+from mlops_onprem.store.parquet import put_dataframe
+from mlops_onprem.synthetic import SyntheticSpec, generate_batch, make_contract
+from tests.training_fixtures import register_small, seed_validated
+
+SPEC = SyntheticSpec(n_numeric=4, n_categorical=2, nullable_share=0.0)
+POLICY = MonitoringPolicy()
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+CARD = {"metrics": {"roc_auc": 0.80}, "primary_metric": {"name": "roc_auc", "higher_is_better": True}}
+
+
+@pytest.fixture(scope="module")
+def profile():
+    contract = make_contract(SPEC)
+    frame = generate_batch(SPEC, 10_000, seed=1)
+    scores = 1 / (1 + np.exp(-frame["num_00"].to_numpy()))
+    return build_reference_profile(frame, contract, scores)
+
+
+def _scores(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"score": 1 / (1 + np.exp(-frame["num_00"].to_numpy()))})
+
+
+# --- window --------------------------------------------------------------------------------
+def test_select_runs_keeps_the_newest_runs_of_the_version_within_the_days():
+    manifests = [
+        {"run_id": f"r{i}", "model_version": 1 if i != 3 else 2,
+         "created_at": (NOW - timedelta(days=i)).isoformat().replace("+00:00", "Z")}
+        for i in range(6)
+    ]
+    chosen = select_runs(manifests, model_version=1, last_n_runs=3, last_days=None, now=NOW)
+    assert [m["run_id"] for m in chosen] == ["r0", "r1", "r2"]
+    chosen = select_runs(manifests, model_version=1, last_n_runs=10, last_days=4.5, now=NOW)
+    assert [m["run_id"] for m in chosen] == ["r0", "r1", "r2", "r4"]
+
+
+# --- live quality -----------------------------------------------------------------------------
+def _predictions_and_labels(n: int, *, flip: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    score = np.clip(0.5 + (y - 0.5) * 0.6 + rng.normal(0, 0.2, n), 0, 1)
+    flipped = rng.random(n) < flip
+    label = np.where(flipped, 1 - y, y)
+    predictions = pd.DataFrame({"row_id": np.arange(n), "score": score, "predicted_label": score > 0.5})
+    labels = pd.DataFrame({"row_id": np.arange(n)[::-1], "label": label[::-1]})  # join, not order
+    return predictions, labels
+
+
+def test_live_quality_matches_holdout_when_labels_agree_and_degrades_when_they_flip():
+    contract = make_contract(SPEC)
+    predictions, labels = _predictions_and_labels(2000, flip=0.0)
+    good = live_quality(predictions, labels, contract, CARD, POLICY)
+    assert good.status == "ok" and good.live > 0.9 and good.labelled_rows == 2000
+    predictions, labels = _predictions_and_labels(2000, flip=0.4)
+    bad = live_quality(predictions, labels, contract, CARD, POLICY)
+    assert bad.status == "degraded" and bad.relative_drop > POLICY.max_quality_drop
+
+
+def test_live_quality_needs_enough_labelled_rows():
+    contract = make_contract(SPEC)
+    predictions, labels = _predictions_and_labels(2000, flip=0.0)
+    few = live_quality(predictions, labels.head(50), contract, CARD, POLICY)
+    assert few.status == "insufficient_labels" and few.labelled_rows == 50
+    none = live_quality(predictions, labels.head(0), contract, CARD, POLICY)
+    assert none.status == "no_labels"
+
+
+# --- decision ---------------------------------------------------------------------------------
+def test_clean_window_decides_no_drift(profile):
+    window = generate_batch(SPEC, 3000, seed=5)
+    decision = decide(compute_drift(profile, window, _scores(window)), None, POLICY)
+    assert decision.status == DECISION_NO_DRIFT and decision.rules_fired == ()
+
+
+def test_shifted_window_fires_the_feature_share_and_prediction_rules(profile):
+    window = generate_batch(SPEC, 3000, seed=5, covariate_shift=1.0)
+    decision = decide(compute_drift(profile, window, _scores(window)), None, POLICY)
+    assert decision.status == DECISION_DRIFT
+    assert decision.rules_fired == ("feature_share", "prediction_drift")
+    assert "num_00" in decision.reasons[0]
+
+
+def test_quality_drop_alone_fires_its_rule(profile):
+    window = generate_batch(SPEC, 3000, seed=5)
+    quality = QualityResult("degraded", "roc_auc", True, 0.8, 0.6, 0.25, 3000)
+    decision = decide(compute_drift(profile, window, _scores(window)), quality, POLICY)
+    assert decision.rules_fired == ("quality_drop",)
+    assert "roc_auc 0.6 live vs 0.8 holdout" in decision.reasons[0]
+
+
+def test_small_window_decides_insufficient_data_and_says_so(profile):
+    window = generate_batch(SPEC, 100, seed=5, covariate_shift=3.0)
+    decision = decide(compute_drift(profile, window, _scores(window)), None, POLICY)
+    assert decision.status == DECISION_INSUFFICIENT and not decision.drift
+    assert "100 rows" in decision.reasons[0] and "500 needed" in decision.reasons[0]
+
+
+def test_share_threshold_is_a_policy_parameter(profile):
+    window = generate_batch(SPEC, 3000, seed=5, covariate_shift=1.0)
+    drift = compute_drift(profile, window)
+    strict = MonitoringPolicy(drifted_share=0.9)
+    assert decide(drift, None, strict).status == DECISION_NO_DRIFT
+
+
+# --- rendering ----------------------------------------------------------------------------------
+def test_markdown_has_the_feature_table_decision_rule_and_embedded_chart(profile):
+    window = generate_batch(SPEC, 3000, seed=5, covariate_shift=1.0)
+    drift = compute_drift(profile, window, _scores(window))
+    png = render_drift_chart(drift)
+    assert png is not None and png.startswith(b"\x89PNG")
+    from mlops_onprem.monitoring import MonitoringReport
+
+    report = MonitoringReport("demo", 1, "demo", "mon-1", "2026-11-25T12:00:00Z", {"run_ids": ["r"]},
+                              drift, None, decide(drift, None, POLICY), POLICY)
+    markdown = render_markdown(report, png)
+    assert "| feature | kind | method | statistic | threshold | status |" in markdown
+    assert "**Decision:** DRIFT" in markdown and "feature_share" in markdown
+    assert "| num_00 | numeric | ks |" in markdown and "**drift**" in markdown
+    encoded = markdown.split("data:image/png;base64,")[1].split(")")[0]
+    assert base64.b64decode(encoded) == png
+
+
+# --- one monitoring pass against the store -------------------------------------------------------
+def _score_with_champion(store, contract, frame: pd.DataFrame, version) -> pd.DataFrame:
+    session = create_session(load_onnx_bytes(store, version), name="test")
+    scores = run_scores(session, build_feeds(frame, contract), Task.BINARY)
+    return pd.DataFrame({"row_id": frame["row_id"], "score": scores.score,
+                         "predicted_label": scores.label, "model_name": "demo",
+                         "model_version": version.version})
+
+
+def _write_scoring_run(store, contract, version, run_id: str, frame: pd.DataFrame) -> str:
+    """A scoring run laid out as the scoring flow writes it (inputs, part, manifest last)."""
+    input_key = keys.validated_key("demo", f"score-{run_id}")
+    info = put_dataframe(store, input_key, frame.drop(columns=["label"]))
+    out_key = keys.prediction_part_key("demo", version.version, run_id, "part-0.parquet")
+    out = _score_with_champion(store, contract, frame, version)
+    put_dataframe(store, out_key, out)
+    manifest = {
+        "model_name": "demo", "model_version": version.version, "run_id": run_id,
+        "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "inputs": [{"key": input_key, "etag": info.etag, "sha256": info.sha256, "rows": len(frame)}],
+        "outputs": [{"key": out_key, "rows": len(out), "sha256": None, "input_key": input_key}],
+        "timings": {}, "contract_dataset": "demo", "contract_version": contract.version,
+    }
+    key = keys.scoring_manifest_key("demo", version.version, run_id)
+    store.put_json(key, manifest)
+    put_dataframe(store, keys.labels_key("demo", f"labels-{run_id}"), frame[["row_id", "label"]])
+    return key
+
+
+@pytest.mark.s3
+def test_monitor_reads_manifests_detects_drift_and_writes_the_report(store):
+    contract = seed_validated(store, rows=1200)
+    version = register_small(store, contract)
+    promote_if_better(store, "demo", version.version)
+    with pytest.raises(NoScoringRunsError, match="no scoring run"):
+        monitor(store, "demo", "demo")
+
+    spec = SyntheticSpec(dataset="demo")
+    clean = generate_batch(spec, 1500, seed=50, start_row=100_000)
+    _write_scoring_run(store, contract, version, "run-clean", clean)
+    report = monitor(store, "demo", "demo", last_n_runs=1)
+    assert report.decision.status == DECISION_NO_DRIFT, report.decision.reasons
+    assert report.quality is not None and report.quality.labelled_rows == 1500
+
+    shifted = generate_batch(spec, 1500, seed=51, start_row=200_000, covariate_shift=1.5)
+    _write_scoring_run(store, contract, version, "run-shifted", shifted)
+    report = monitor(store, "demo", "demo", last_n_runs=1)
+    assert report.window["run_ids"] == ["run-shifted"]
+    assert report.decision.drift and "feature_share" in report.decision.rules_fired
+    report_keys, markdown = write_report(store, report)
+    document = json.loads(store.get_bytes(report_keys.json))
+    assert document["decision"]["status"] == DECISION_DRIFT
+    assert document["files"]["png"] == keys.monitoring_file_key("demo", report.run_id, "drift.png")
+    assert store.get_bytes(report_keys.png).startswith(b"\x89PNG")
+    assert store.get_bytes(report_keys.markdown).decode() == markdown
