@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mlops_onprem.contracts import Contract  # noqa: E402
 from mlops_onprem.synthetic import UNSEEN_CATEGORY, SyntheticSpec, generate_batch, make_contract  # noqa: E402
 from mlops_onprem.validation import (  # noqa: E402
-    _FLOAT_MAX,
     _dtype_ok,
     _pandas_kind,
     build_expectation_suite,

@@ -29,6 +29,11 @@ Graph outputs
     ``mlops.task`` (contract task value), ``mlops.classes`` (JSON list, ``[]`` for regression),
     ``mlops.contract_dataset``, ``mlops.contract_version``, ``mlops.training_data_sha256``.
 
+Why one input per feature: the names make feature order checkable, and categorical inputs
+can keep their string type. Measured here (XGBoost 200 trees, depth 6, 30 numeric features,
+40k rows, 1 thread): a single concatenated ``[N, 30]`` input and 30 ``[N, 1]`` inputs scored
+at the same speed (within 5%): tree evaluation dominates, the Concat is noise.
+
 Scores (:func:`run_scores`)
     binary: ``score`` = P(class index 1); multiclass: ``score`` = probability of the predicted
     class, plus ``label`` and ``probabilities``; regression: ``score`` = predicted value.

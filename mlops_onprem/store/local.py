@@ -66,10 +66,12 @@ class LocalStore(ObjectStore):
         return self._tmp / f"{uuid.uuid4().hex}.part"
 
     @contextmanager
-    def _key_lock(self, key: str) -> Iterator[None]:
+    def _key_lock(self, key: str, *, shared: bool = False) -> Iterator[None]:
+        """Readers share the lock, writers hold it alone: a reader never sees new bytes with
+        old metadata (the data file and its metadata file are renamed in two steps)."""
         lock_path = self._locks / (hashlib.sha256(key.encode()).hexdigest() + ".lock")
         with open(lock_path, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
             finally:
@@ -128,14 +130,17 @@ class LocalStore(ObjectStore):
         validate_key(key)
         tmp = self._tmp_path()
         tmp.write_bytes(data)
-        return self._commit(key, tmp, sha256_bytes(data), len(data), content_type, metadata)
+        with self._key_lock(key):
+            return self._commit(key, tmp, sha256_bytes(data), len(data), content_type, metadata)
 
     def get_bytes(self, key: str, *, verify: bool = True) -> bytes:
-        meta = self._read_meta(key)
-        try:
-            data = self._object_path(key).read_bytes()
-        except FileNotFoundError as exc:
-            raise ObjectNotFoundError(f"object {key!r} not found in {self.location}") from exc
+        validate_key(key)
+        with self._key_lock(key, shared=True):
+            meta = self._read_meta(key)
+            try:
+                data = self._object_path(key).read_bytes()
+            except FileNotFoundError as exc:
+                raise ObjectNotFoundError(f"object {key!r} not found in {self.location}") from exc
         if verify and sha256_bytes(data) != meta["sha256"]:
             raise IntegrityError(
                 f"object {key!r} in {self.location} does not match its recorded SHA-256 "
@@ -151,15 +156,19 @@ class LocalStore(ObjectStore):
             raise StoreError(f"cannot upload {source} to {key!r}: not a file")
         tmp = self._tmp_path()
         shutil.copyfile(source, tmp)
-        return self._commit(key, tmp, sha256_file(tmp), tmp.stat().st_size, content_type, metadata)
+        sha, size = sha256_file(tmp), tmp.stat().st_size
+        with self._key_lock(key):
+            return self._commit(key, tmp, sha, size, content_type, metadata)
 
     def get_file(self, key: str, path: Path, *, verify: bool = True) -> ObjectInfo:
-        meta = self._read_meta(key)
+        validate_key(key)
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
         try:
-            shutil.copyfile(self._object_path(key), tmp)
+            with self._key_lock(key, shared=True):
+                meta = self._read_meta(key)
+                shutil.copyfile(self._object_path(key), tmp)
             if verify and sha256_file(tmp) != meta["sha256"]:
                 raise IntegrityError(
                     f"object {key!r} in {self.location} does not match its recorded SHA-256"
@@ -192,31 +201,46 @@ class LocalStore(ObjectStore):
         return iter(infos)
 
     def stat(self, key: str) -> ObjectInfo:
-        return self._info(key, self._read_meta(key))
+        validate_key(key)
+        with self._key_lock(key, shared=True):
+            return self._info(key, self._read_meta(key))
 
     def delete(self, key: str) -> None:
         path = self._object_path(key)
-        path.unlink(missing_ok=True)
-        self._meta_path(key).unlink(missing_ok=True)
+        with self._key_lock(key):
+            path.unlink(missing_ok=True)
+            self._meta_path(key).unlink(missing_ok=True)
+
+    def _read_pointer_unlocked(self, key: str) -> Pointer | None:
+        try:
+            meta = self._read_meta(key)
+            data = self._object_path(key).read_bytes()
+        except (ObjectNotFoundError, FileNotFoundError):
+            return None
+        if sha256_bytes(data) != meta["sha256"]:
+            raise IntegrityError(f"pointer {key!r} in {self.location} does not match its recorded SHA-256")
+        return Pointer(key=key, value=json.loads(data), token=sha256_bytes(data))
 
     def read_pointer(self, key: str) -> Pointer | None:
-        try:
-            data = self.get_bytes(key)
-        except ObjectNotFoundError:
-            return None
-        return Pointer(key=key, value=json.loads(data), token=sha256_bytes(data))
+        validate_key(key)
+        with self._key_lock(key, shared=True):
+            return self._read_pointer_unlocked(key)
 
     def write_pointer(self, key: str, value: dict[str, Any], *, expected_token: str | None) -> Pointer:
         data = encode_pointer(value)
+        validate_key(key)
+        tmp = self._tmp_path()
+        tmp.write_bytes(data)
         with self._key_lock(key):
-            current = self.read_pointer(key)
+            current = self._read_pointer_unlocked(key)
             current_token = current.token if current else None
             if current_token != expected_token:
+                tmp.unlink(missing_ok=True)
                 state = "already exists" if expected_token is None else (
                     "was deleted" if current is None else "changed")
                 raise PointerConflictError(
                     f"pointer {key!r} in {self.location} {state} since it was read: "
                     "another writer won the race; re-read it and decide again"
                 )
-            self.put_bytes(key, data, content_type="application/json")
+            self._commit(key, tmp, sha256_bytes(data), len(data), "application/json", None)
         return Pointer(key=key, value=json.loads(data), token=sha256_bytes(data))

@@ -70,8 +70,6 @@ def stop_process_group(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
     """SIGTERM the process group ``proc`` leads, then SIGKILL it if it does not exit."""
     if proc.poll() is not None:
         return
-    t0 = time.monotonic()
-    import atexit
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -84,7 +82,6 @@ def stop_process_group(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
         except ProcessLookupError:
             pass
         proc.wait(timeout=10)
-    print(f"\nSTOP {proc.args[1:3]} took {time.monotonic()-t0:.1f}s", file=sys.stderr)
 
 
 def wait_for_http(url: str, timeout_s: float, proc: subprocess.Popen, log: Path) -> None:

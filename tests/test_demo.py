@@ -1,0 +1,57 @@
+"""The main job end to end, on embedded defaults, with the network restricted to loopback.
+
+This is also the proof that the kit makes no outbound connection: pytest-socket refuses any
+connection to a host other than loopback while the whole closed loop runs in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from flows.demo import closed_loop_demo, render_summary
+from mlops_onprem import keys
+from mlops_onprem.offline import TELEMETRY_OFF
+from mlops_onprem.store import open_store
+
+
+@pytest.mark.allow_hosts(["127.0.0.1", "::1"])
+def test_outbound_connections_are_refused_under_the_loopback_guard():
+    from pytest_socket import SocketConnectBlockedError
+
+    with pytest.raises(SocketConnectBlockedError), socket.create_connection(("192.0.2.1", 443), timeout=1):
+        pass  # TEST-NET address: never reachable, and the guard must refuse before trying
+
+
+def test_third_party_telemetry_is_switched_off_for_this_process_and_its_children():
+    for name, value in TELEMETRY_OFF.items():
+        assert os.environ[name] == value, name
+    from prefect.settings import get_current_settings
+
+    assert get_current_settings().server.analytics_enabled is False
+
+
+@pytest.mark.slow
+@pytest.mark.allow_hosts(["127.0.0.1", "::1"])
+def test_closed_loop_demo_runs_end_to_end_without_leaving_loopback(local_env):
+    result = closed_loop_demo(rows_per_batch=1500)
+
+    pipeline = result["pipeline"]
+    assert [q["key"] for q in pipeline["quarantined"]] == ["incoming/demo/train-bad.parquet"]
+    assert len(pipeline["validated"]) == 3
+    assert pipeline["training"]["version"] == 1 and pipeline["training"]["promoted"]
+    assert result["clean_monitoring"]["drift"] is False
+    assert result["clean_monitoring"]["retrain"]["status"] == "not_needed"
+    drifted = result["drifted_monitoring"]
+    assert drifted["drift"] is True
+    assert drifted["retrain"]["status"] == "triggered" and drifted["retrain"]["version"] == 2
+
+    store = open_store()
+    assert store.exists(pipeline["scoring"]["manifest_key"])
+    assert store.exists(drifted["report_key"])
+    assert store.exists(keys.quarantine_result_key("demo", "train-bad"))
+    summary = render_summary(result, 1.0, store.location)
+    assert "quarantined batches   : incoming/demo/train-bad.parquet" in summary
+    assert "retrain               : triggered -> version 2" in summary
