@@ -321,12 +321,12 @@ def main() -> None:
 
     from flows.score import score_batch
 
-    write_partitions(store, spec, f"validated/{DATASET}/warmup/", 1_000, 1, workdir, seed=9,
+    write_partitions(store, spec, f"validated/{DATASET}-warmup/", 1_000, 1, workdir, seed=9,
                      keep=False)
     flow = score_batch.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
     flow_kwargs = dict(dataset=DATASET, model_name=MODEL, batch_rows=args.batch_rows,
                        ort_threads=threads, contract_path=str(contract_path))
-    flow(input_prefix=f"validated/{DATASET}/warmup/", **flow_kwargs)
+    flow(input_prefix=f"validated/{DATASET}-warmup/", **flow_kwargs)
     t_flow, summary = timed(lambda: flow(input_prefix=prefix, run_id="bench-d", **flow_kwargs))
     assert summary["rows"] == args.rows, summary
 

@@ -111,6 +111,13 @@ def run_cli(args: list[str], env: dict[str, str], timeout_s: float = 300.0) -> s
     return result.stdout
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prefect_api() -> Iterator[None]:
+    """Overrides tests/conftest.py's in-process test harness: e2e tests talk to the real
+    server below (``prefect_client_settings``), so the harness would only cost start-up time."""
+    yield
+
+
 # --- PostgreSQL -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Postgres:

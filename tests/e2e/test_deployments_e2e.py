@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +17,7 @@ import pytest
 from mlops_onprem import keys
 from mlops_onprem.store.parquet import put_dataframe
 from mlops_onprem.synthetic import SyntheticSpec, corrupt_batch, generate_batch
+from mlops_onprem.validation import batch_id_from_key
 
 from .conftest import Deployed, Postgres, PrefectServer, require_deployment
 
@@ -154,11 +156,85 @@ def _failed_ingest_message(batch: str) -> str | None:
 
 
 # --- the whole pipeline --------------------------------------------------------------------------
-def test_pipeline_deployment_runs_every_stage_and_writes_every_output(
-    worker, deployed, admin_store, prefect_client_settings
-):
+@dataclass(frozen=True)
+class PipelineRun:
+    flow_run_id: UUID
+    state: str
+    message: str | None
+    good: tuple[str, ...]
+    broken: str
+    inbox: str
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(worker, deployed, e2e_store, prefect_server) -> PipelineRun:
+    """One run of run-pipeline/onprem over two good batches, one broken batch and one
+    unlabelled inbox batch (the run that later tests build on: it registers the champion)."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from mlops_onprem.store.s3 import S3Store
+
     require_deployment(deployed, "run-pipeline/onprem")
-    pytest.skip("pipeline parameters are wired once flows/pipeline.py exists")
+    store = S3Store(e2e_store.admin_settings)
+    tag = uuid.uuid4().hex[:6]
+    good = tuple(land_batch(store, f"p-{tag}-{i}", seed=10 + i) for i in range(2))
+    broken = land_batch(store, f"p-{tag}-bad", seed=20, broken=True)
+    inbox = keys.scoring_inbox_key(DATASET, f"p-{tag}-inbox")
+    put_dataframe(store, inbox, generate_batch(SPEC, 300, seed=30, with_label=False))
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        run = run_deployment("run-pipeline/onprem", parameters={"fail_on_rejected": False},
+                             timeout=RUN_TIMEOUT_S, poll_interval=2)
+    return PipelineRun(flow_run_id=run.id, state=run.state.type.value,
+                       message=run.state.message, good=good, broken=broken, inbox=inbox)
+
+
+def test_pipeline_deployment_runs_every_stage_and_writes_every_output(
+    pipeline_run: PipelineRun, worker, admin_store, prefect_client_settings
+):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+    )
+
+    assert pipeline_run.state == "COMPLETED", f"{pipeline_run.message}\n{worker.tail()}"
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[pipeline_run.flow_run_id])
+        ))
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[pipeline_run.flow_run_id])
+        ))
+        flow_names = {f.id: f.name for f in client.read_flows()}
+    states = sorted((flow_names[c.flow_id], c.state.type.value) for c in children)
+    assert states.count(("ingest-batch", "COMPLETED")) == 2, states
+    assert states.count(("ingest-batch", "FAILED")) == 1, states
+    assert ("train-model", "COMPLETED") in states
+    assert ("score-batch", "COMPLETED") in states
+    summary = next(a for a in artifacts if a.key == "pipeline-demo")
+    assert "quarantined batches: 1" in summary.data
+    assert "promoted: True" in summary.data
+
+    # what the run left in the bucket (written by the worker as the least-privilege user)
+    for key in pipeline_run.good:
+        assert admin_store.exists(keys.validated_key(DATASET, batch_id_from_key(key)))
+    broken_id = batch_id_from_key(pipeline_run.broken)
+    assert admin_store.exists(keys.quarantine_result_key(DATASET, broken_id))
+    assert not admin_store.exists(keys.validated_key(DATASET, broken_id))
+    champion = admin_store.read_pointer(keys.alias_key(MODEL, "champion"))
+    assert champion is not None
+    version = int(champion.value["version"])
+    assert admin_store.exists(keys.model_card_key(MODEL, version))
+    assert admin_store.exists(keys.model_onnx_key(MODEL, version))
+    manifests = [o.key for o in admin_store.list(keys.predictions_model_prefix(MODEL))
+                 if o.key.endswith("/_manifest.json")]
+    assert manifests, "no scoring manifest written"
+    scored = [admin_store.get_json(key) for key in manifests]
+    inputs = [(i["key"], i["rows"]) for manifest in scored for i in manifest["inputs"]]
+    assert (pipeline_run.inbox, 300) in inputs
 
 
 def test_monitoring_on_drifted_data_starts_exactly_one_training_run(
