@@ -4,7 +4,8 @@ Layout of the bucket::
 
     incoming/<dataset>/<batch>.parquet                 raw labelled batches as they land (training)
     inbox/<dataset>/<batch>.parquet                    unlabelled batches waiting to be scored
-    validated/<dataset>/<batch>.parquet                batches that passed their contract
+    validated/<dataset>/<batch>.parquet                training batches that passed their contract
+    validated-scoring/<dataset>/<batch>.parquet        scoring batches that passed (stage "scoring")
     quarantine/<dataset>/<batch>/<original name>       rejected batches, byte-identical copy
     quarantine/<dataset>/<batch>/validation.json       ... with the result that rejected them
     validation/<dataset>/<batch>.json                  full validation result of every batch
@@ -101,6 +102,15 @@ def validated_prefix(dataset: str) -> str:
 
 def validated_key(dataset: str, batch_id: str) -> str:
     return join("validated", validate_name(dataset, "dataset"), validate_name(batch_id + ".parquet", "batch id"))
+
+
+def validated_scoring_prefix(dataset: str) -> str:
+    return join("validated-scoring", validate_name(dataset, "dataset")) + "/"
+
+
+def validated_scoring_key(dataset: str, batch_id: str) -> str:
+    """Where a batch validated at the scoring stage goes (never where training reads)."""
+    return validated_scoring_prefix(dataset) + validate_name(batch_id + ".parquet", "batch id")
 
 
 def validation_result_key(dataset: str, batch_id: str) -> str:

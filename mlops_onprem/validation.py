@@ -901,7 +901,8 @@ def validate_landed_batch(
 
     Takes the store, contract, the key of the landed batch, its batch id and the stage.
     Writes the full result JSON at ``keys.validation_result_key``; on success, and only then,
-    writes the batch in contract column order at ``keys.validated_key``. An unreadable batch
+    writes the batch in contract column order at ``keys.validated_key`` (training stage) or
+    ``keys.validated_scoring_key`` (scoring stage). An unreadable batch
     (truncated, not Parquet, not UTF-8) is a failed result, not an exception.
     Returns the outcome record and the full result. Raises store errors on I/O failure and
     :class:`NothingValidatedError` if nothing was evaluated.
@@ -922,7 +923,9 @@ def validate_landed_batch(
     store.put_json(result_key, result.to_dict())
     validated_key = None
     if result.success and df is not None:
-        validated_key = keys.validated_key(contract.dataset, batch_id)
+        # scoring batches carry no label: they must never land where training reads
+        validated_key = (keys.validated_key(contract.dataset, batch_id) if stage == "training"
+                         else keys.validated_scoring_key(contract.dataset, batch_id))
         put_dataframe(store, validated_key, conform_to_contract(df, contract, stage=stage))
     message = "" if result.success else rejection_message(
         result, dataset=contract.dataset, batch_id=batch_id)

@@ -88,4 +88,5 @@ def test_scoring_stage_rejects_a_batch_that_carries_the_label(s3_env, s3_store, 
     unlabeled = land(s3_store, "b5", dataframe_to_parquet_bytes(
         generate_batch(SPEC, 50, seed=5, with_label=False)))
     assert ingest_batch("shop", unlabeled, contract_path=contract_path, stage="scoring") == \
-        keys.validated_key("shop", "b5")
+        keys.validated_scoring_key("shop", "b5")
+    assert not s3_store.exists(keys.validated_key("shop", "b5"))  # training never sees it
