@@ -36,7 +36,9 @@ test: venv
 
 test-ui: venv
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
-	MLOPS_UI_TESTS=1 $(PY) -m pytest -q -m ui tests/e2e
+	mkdir -p tests/e2e/screenshots
+	MLOPS_E2E_SCREENSHOT_DIR=$(CURDIR)/tests/e2e/screenshots $(PY) -m pytest -q -m ui tests/e2e
+	@echo "screenshots in tests/e2e/screenshots/"
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     s3_secret_key: SecretStr | None = Field(default=None, description="S3 secret key.")
     s3_secure: bool = Field(default=True, description="Use TLS (https) for the S3 endpoint.")
     s3_cert_check: bool = Field(default=True, description="Verify the endpoint's TLS certificate.")
+    s3_ca_file: Path | None = Field(
+        default=None, description="CA bundle for a MinIO certificate from an internal CA."
+    )
     s3_region: str | None = Field(default=None, description="S3 region (MinIO: usually unset).")
     bucket: str = Field(default="mlops", description="Bucket holding every object of the kit.")
     s3_create_bucket: bool = Field(

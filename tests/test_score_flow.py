@@ -201,3 +201,29 @@ def test_trained_champion_scores_end_to_end(s3_env, s3_store) -> None:
     summary = score_batch(dataset="demo", model_name="demo")
     assert summary["status"] == "complete" and summary["rows"] == 1_200
     assert summary["model_version"] == trained["version"]
+
+
+def test_cli_lists_and_shows_scoring_runs(s3_env, s3_store, demo_contract, capsys) -> None:
+    from mlops_onprem.cli import main
+
+    assert main(["score", "runs", "demo"]) == 1  # nothing scored yet
+    register_handmade_champion(s3_store, linear_onnx(demo_contract))
+    land_validated(s3_store, n_batches=1)
+    summary = score_batch(dataset="demo", model_name="demo")
+    capsys.readouterr()
+    assert main(["score", "runs", "demo"]) == 0
+    assert summary["manifest_key"] in capsys.readouterr().out
+    assert main(["score", "show", summary["manifest_key"]]) == 0
+    assert f'"run_id": "{summary["run_id"]}"' in capsys.readouterr().out
+
+
+def test_tasks_retry_only_transient_io_failures() -> None:
+    from prefect.states import Failed
+
+    from mlops_onprem.errors import StoreUnavailableError
+    from mlops_onprem.scoring import CorruptPartitionError
+    from tasks.scoring import retry_on_transient_io
+
+    assert retry_on_transient_io(None, None, Failed(data=StoreUnavailableError("down")))
+    assert not retry_on_transient_io(None, None, Failed(data=CorruptPartitionError("bad")))
+    assert not retry_on_transient_io(None, None, Failed(data=ModelNotFoundError("none")))

@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "mlops_onprem.cli.doctor",
     "mlops_onprem.cli.contract",
     "mlops_onprem.cli.models",
+    "mlops_onprem.cli.scoring",
 ]
 
 

@@ -73,7 +73,7 @@ class S3Store(ObjectStore):
             timeout=Timeout(connect=settings.s3_connect_timeout_s, read=settings.s3_read_timeout_s),
             maxsize=16,
             cert_reqs="CERT_REQUIRED" if settings.s3_cert_check else "CERT_NONE",
-            ca_certs=certifi.where(),
+            ca_certs=str(settings.s3_ca_file) if settings.s3_ca_file else certifi.where(),
             retries=Retry(
                 total=settings.s3_max_retries, connect=settings.s3_max_retries,
                 read=settings.s3_max_retries, backoff_factor=0.2,

@@ -26,9 +26,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 import yaml
+
+from mlops_onprem import keys
+from mlops_onprem.store.parquet import put_dataframe
+from mlops_onprem.synthetic import SyntheticSpec, corrupt_batch, generate_batch
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -234,49 +239,56 @@ def prefect_client_settings(prefect_server: PrefectServer) -> Iterator[None]:
 # --- object store -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class E2EStore:
-    """The bucket the deployed flows use, with the worker's and the admin's view of it."""
+    """The bucket the deployed flows use: the admin's settings, and the MLOPS_* environment of
+    each worker (``orchestration``: all four role policies, like setup.sh's mlops-worker; each
+    role: only its own policy)."""
 
     bucket: str
-    worker_env: dict[str, str]
+    worker_envs: dict[str, dict[str, str]]
     admin_settings: object  # mlops_onprem.settings.Settings
 
 
 @pytest.fixture(scope="session")
 def e2e_store(moto_server, tmp_path_factory) -> E2EStore:
-    """A bucket plus an ``mlops-worker`` IAM user holding the four role policies of
-    deployments/minio/policies (re-targeted at this bucket), as setup.sh does on MinIO."""
+    """A bucket plus IAM users holding the policies of deployments/minio/policies (re-targeted
+    at this bucket), as deployments/minio/setup.sh creates them on MinIO."""
     import boto3
-
     from conftest import s3_settings_for  # tests/conftest.py (the session's moto server)
+
     from mlops_onprem.store.s3 import S3Store
 
     bucket = f"e2e-{uuid.uuid4().hex[:12]}"
-    data_dir = tmp_path_factory.mktemp("e2e-admin-data")
-    admin_settings = s3_settings_for(moto_server, bucket, data_dir=data_dir)
+    admin_settings = s3_settings_for(moto_server, bucket,
+                                     data_dir=tmp_path_factory.mktemp("e2e-admin-data"))
     S3Store(admin_settings).put_bytes("README.txt", b"bucket created by the e2e admin")
     iam = boto3.client("iam", endpoint_url=moto_server.url, region_name="us-east-1",
                        aws_access_key_id=moto_server.access_key,
                        aws_secret_access_key=moto_server.secret_key)
-    user = f"mlops-worker-{bucket}"
-    iam.create_user(UserName=user)
+    policy_arns = {}
     for role in ROLES:
         text = (REPO / "deployments" / "minio" / "policies" / f"{role}.json").read_text()
         document = text.replace("arn:aws:s3:::mlops", f"arn:aws:s3:::{bucket}")
-        arn = iam.create_policy(PolicyName=f"{role}-{bucket}", PolicyDocument=document)["Policy"]["Arn"]
-        iam.attach_user_policy(UserName=user, PolicyArn=arn)
-    key = iam.create_access_key(UserName=user)["AccessKey"]
-    worker_env = {
-        "MLOPS_S3_ENDPOINT": moto_server.endpoint,
-        "MLOPS_S3_ACCESS_KEY": key["AccessKeyId"],
-        "MLOPS_S3_SECRET_KEY": key["SecretAccessKey"],
-        "MLOPS_S3_SECURE": "false",
-        "MLOPS_S3_REGION": "us-east-1",
-        "MLOPS_S3_CREATE_BUCKET": "false",
-        "MLOPS_S3_MAX_RETRIES": "1",
-        "MLOPS_BUCKET": bucket,
-        "MLOPS_DATA_DIR": str(tmp_path_factory.mktemp("e2e-worker-data")),
-    }
-    return E2EStore(bucket=bucket, worker_env=worker_env, admin_settings=admin_settings)
+        policy_arns[role] = iam.create_policy(
+            PolicyName=f"{role}-{bucket}", PolicyDocument=document)["Policy"]["Arn"]
+    worker_envs = {}
+    for queue, roles in [("orchestration", ROLES), *((role, (role,)) for role in ROLES)]:
+        user = f"mlops-{queue}-{bucket}"
+        iam.create_user(UserName=user)
+        for role in roles:
+            iam.attach_user_policy(UserName=user, PolicyArn=policy_arns[role])
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        worker_envs[queue] = {
+            "MLOPS_S3_ENDPOINT": moto_server.endpoint,
+            "MLOPS_S3_ACCESS_KEY": key["AccessKeyId"],
+            "MLOPS_S3_SECRET_KEY": key["SecretAccessKey"],
+            "MLOPS_S3_SECURE": "false",
+            "MLOPS_S3_REGION": "us-east-1",
+            "MLOPS_S3_CREATE_BUCKET": "false",
+            "MLOPS_S3_MAX_RETRIES": "1",
+            "MLOPS_BUCKET": bucket,
+            "MLOPS_DATA_DIR": str(tmp_path_factory.mktemp(f"e2e-{queue}-data")),
+        }
+    return E2EStore(bucket=bucket, worker_envs=worker_envs, admin_settings=admin_settings)
 
 
 @pytest.fixture
@@ -335,41 +347,54 @@ def deployed(prefect_server: PrefectServer, tmp_path_factory) -> Deployed:
 
 
 @dataclass
-class Worker:
-    proc: subprocess.Popen
-    log: Path
+class Workers:
+    """One process worker per work queue of prefect.yaml, as mlops-worker@<queue>.service."""
 
-    def tail(self, chars: int = 6000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
+    procs: dict[str, subprocess.Popen]
+    logs: dict[str, Path]
+
+    def tail(self, chars: int = 3000) -> str:
+        return "\n".join(f"--- worker {queue} ---\n{log.read_text(errors='replace')[-chars:]}"
+                         for queue, log in self.logs.items())
+
+
+QUEUES = ("orchestration", *ROLES)
 
 
 @pytest.fixture(scope="session")
-def worker(prefect_server: PrefectServer, deployed: Deployed, e2e_store: E2EStore) -> Iterator[Worker]:
-    """`prefect worker start --pool mlops-process`: runs flows from a clone of this repo
-    (MLOPS_REPO_DIR, used by the pull step) against the e2e bucket as mlops-worker."""
-    env = {
-        **prefect_server.client_env(),
-        **e2e_store.worker_env,
-        "MLOPS_REPO_DIR": str(REPO),
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
-    }
-    log = prefect_server.home / "worker.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(VENV_BIN / "prefect"), "worker", "start", "--pool", WORK_POOL,
-             "--type", "process", "--name", "e2e-worker"],
-            cwd=prefect_server.home, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+def worker(prefect_server: PrefectServer, deployed: Deployed, e2e_store: E2EStore) -> Iterator[Workers]:
+    """`prefect worker start --pool mlops-process --work-queue <queue>` for every queue, each
+    running flows from this repository (MLOPS_REPO_DIR, used by the pull step) with only its
+    role's store credentials: a deployed flow that needs more than its policy fails."""
+    procs: dict[str, subprocess.Popen] = {}
+    logs: dict[str, Path] = {}
     try:
-        _wait_for_worker_online(prefect_server, proc, log)
-        yield Worker(proc=proc, log=log)
+        for queue in QUEUES:
+            env = {
+                **prefect_server.client_env(),
+                **e2e_store.worker_envs[queue],
+                "MLOPS_REPO_DIR": str(REPO),
+                "PREFECT_WORKER_QUERY_SECONDS": "1",
+                "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
+            }
+            logs[queue] = prefect_server.home / f"worker-{queue}.log"
+            with open(logs[queue], "wb") as out:
+                procs[queue] = subprocess.Popen(
+                    [str(VENV_BIN / "prefect"), "worker", "start", "--pool", WORK_POOL,
+                     "--type", "process", "--work-queue", queue, "--name", f"e2e-{queue}"],
+                    cwd=prefect_server.home, env=env, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        for queue in QUEUES:
+            _wait_for_worker_online(prefect_server, f"e2e-{queue}", procs[queue], logs[queue])
+        yield Workers(procs=procs, logs=logs)
     finally:
-        stop_process_group(proc, timeout_s=30)
+        for proc in procs.values():
+            stop_process_group(proc, timeout_s=30)
 
 
-def _wait_for_worker_online(server: PrefectServer, proc: subprocess.Popen, log: Path) -> None:
+def _wait_for_worker_online(server: PrefectServer, name: str, proc: subprocess.Popen,
+                            log: Path) -> None:
     deadline = time.monotonic() + 120
     url = f"{server.api_url}/work_pools/{WORK_POOL}/workers/filter"
     while time.monotonic() < deadline:
@@ -379,13 +404,66 @@ def _wait_for_worker_online(server: PrefectServer, proc: subprocess.Popen, log: 
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=5) as response:
             workers = json.loads(response.read())
-        if any(w["name"] == "e2e-worker" and w.get("status") == "ONLINE" for w in workers):
+        if any(w["name"] == name and w.get("status") == "ONLINE" for w in workers):
             return
         time.sleep(0.5)
-    raise TimeoutError(f"worker did not come online:\n{log.read_text()[-4000:]}")
+    raise TimeoutError(f"worker {name} did not come online:\n{log.read_text()[-4000:]}")
 
 
 def require_deployment(deployed: Deployed, name: str) -> None:
     if name not in deployed.names:
         pytest.skip(f"{name} is not deployed yet: its flow file is missing "
                     f"(missing entrypoints: {', '.join(deployed.missing_entrypoints)})")
+
+
+# --- shared scenario ------------------------------------------------------------------------
+DATASET, MODEL = "demo", "demo"
+RUN_TIMEOUT_S = 600.0
+
+
+SPEC = SyntheticSpec()
+
+
+def land_batch(store, batch_id: str, *, rows: int = 400, seed: int = 1, broken: bool = False,
+               covariate_shift: float = 0.0, with_label: bool = True) -> str:
+    """Land a synthetic labelled batch in incoming/ (broken: as corrupt_batch breaks it)."""
+    df = generate_batch(SPEC, rows, seed=seed, covariate_shift=covariate_shift,
+                        with_label=with_label)
+    if broken:
+        df = corrupt_batch(SPEC, df)
+    key = keys.incoming_key(DATASET, batch_id)
+    put_dataframe(store, key, df)
+    return key
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    flow_run_id: UUID
+    state: str
+    message: str | None
+    good: tuple[str, ...]
+    broken: str
+    inbox: str
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(worker, deployed, e2e_store, prefect_server) -> PipelineRun:
+    """One run of run-pipeline/onprem over two good batches, one broken batch and one
+    unlabelled inbox batch (the run that later tests build on: it registers the champion)."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from mlops_onprem.store.s3 import S3Store
+
+    require_deployment(deployed, "run-pipeline/onprem")
+    store = S3Store(e2e_store.admin_settings)
+    tag = uuid.uuid4().hex[:6]
+    good = tuple(land_batch(store, f"p-{tag}-{i}", seed=10 + i) for i in range(2))
+    broken = land_batch(store, f"p-{tag}-bad", seed=20, broken=True)
+    inbox = keys.scoring_inbox_key(DATASET, f"p-{tag}-inbox")
+    put_dataframe(store, inbox, generate_batch(SPEC, 300, seed=30, with_label=False))
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        run = run_deployment("run-pipeline/onprem", parameters={"fail_on_rejected": False},
+                             timeout=RUN_TIMEOUT_S, poll_interval=2)
+    return PipelineRun(flow_run_id=run.id, state=run.state.type.value,
+                       message=run.state.message, good=good, broken=broken, inbox=inbox)

@@ -1,14 +1,14 @@
 """End to end: prefect.yaml deployed to a Prefect server on PostgreSQL, run by a process worker.
 
-The flows read and write the moto S3 server as ``mlops-worker`` (the four least-privilege role
-policies attached), so every store call a deployed flow makes also proves the policies suffice.
+One worker per work queue, each with only its role's storage policy (the pipeline's
+``orchestration`` worker holds all four, like setup.sh's mlops-worker): every store call a
+deployed flow makes against the moto S3 server also proves the least-privilege policies suffice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -16,16 +16,23 @@ import pytest
 
 from mlops_onprem import keys
 from mlops_onprem.store.parquet import put_dataframe
-from mlops_onprem.synthetic import SyntheticSpec, corrupt_batch, generate_batch
+from mlops_onprem.synthetic import generate_batch
 from mlops_onprem.validation import batch_id_from_key
 
-from .conftest import Deployed, Postgres, PrefectServer, require_deployment
+from .conftest import (
+    DATASET,
+    MODEL,
+    RUN_TIMEOUT_S,
+    SPEC,
+    Deployed,
+    PipelineRun,
+    Postgres,
+    PrefectServer,
+    land_batch,
+    require_deployment,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
-
-DATASET, MODEL = "demo", "demo"
-SPEC = SyntheticSpec()
-RUN_TIMEOUT_S = 600.0
 
 
 def flow_run_state(flow_run_id: UUID | str) -> tuple[str, str | None]:
@@ -42,17 +49,6 @@ def read_flow_runs(flow_name: str) -> list[Any]:
 
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
-
-
-def land_batch(store, batch_id: str, *, rows: int = 400, seed: int = 1, broken: bool = False,
-               covariate_shift: float = 0.0, with_label: bool = True) -> str:
-    df = generate_batch(SPEC, rows, seed=seed, covariate_shift=covariate_shift,
-                        with_label=with_label)
-    if broken:
-        df = corrupt_batch(SPEC, df)
-    key = keys.incoming_key(DATASET, batch_id)
-    put_dataframe(store, key, df)
-    return key
 
 
 # --- the harness itself ---------------------------------------------------------------------
@@ -156,39 +152,6 @@ def _failed_ingest_message(batch: str) -> str | None:
 
 
 # --- the whole pipeline --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PipelineRun:
-    flow_run_id: UUID
-    state: str
-    message: str | None
-    good: tuple[str, ...]
-    broken: str
-    inbox: str
-
-
-@pytest.fixture(scope="module")
-def pipeline_run(worker, deployed, e2e_store, prefect_server) -> PipelineRun:
-    """One run of run-pipeline/onprem over two good batches, one broken batch and one
-    unlabelled inbox batch (the run that later tests build on: it registers the champion)."""
-    from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from mlops_onprem.store.s3 import S3Store
-
-    require_deployment(deployed, "run-pipeline/onprem")
-    store = S3Store(e2e_store.admin_settings)
-    tag = uuid.uuid4().hex[:6]
-    good = tuple(land_batch(store, f"p-{tag}-{i}", seed=10 + i) for i in range(2))
-    broken = land_batch(store, f"p-{tag}-bad", seed=20, broken=True)
-    inbox = keys.scoring_inbox_key(DATASET, f"p-{tag}-inbox")
-    put_dataframe(store, inbox, generate_batch(SPEC, 300, seed=30, with_label=False))
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
-        run = run_deployment("run-pipeline/onprem", parameters={"fail_on_rejected": False},
-                             timeout=RUN_TIMEOUT_S, poll_interval=2)
-    return PipelineRun(flow_run_id=run.id, state=run.state.type.value,
-                       message=run.state.message, good=good, broken=broken, inbox=inbox)
-
-
 def test_pipeline_deployment_runs_every_stage_and_writes_every_output(
     pipeline_run: PipelineRun, worker, admin_store, prefect_client_settings
 ):
@@ -237,13 +200,66 @@ def test_pipeline_deployment_runs_every_stage_and_writes_every_output(
     assert (pipeline_run.inbox, 300) in inputs
 
 
+def _deployment_runs(deployment: str) -> dict[UUID, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with get_client(sync_client=True) as client:
+        deployment_id = client.read_deployment_by_name(deployment).id
+        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
+            id=DeploymentFilterId(any_=[deployment_id])))
+    return {run.id: run for run in runs}
+
+
 def test_monitoring_on_drifted_data_starts_exactly_one_training_run(
-    worker, deployed, admin_store, prefect_client_settings
+    pipeline_run: PipelineRun, worker, deployed, admin_store, prefect_client_settings
 ):
+    """score (scoring worker) -> monitor (monitoring worker) -> train-model/onprem (training
+    worker), each worker holding only its role's credentials; a second monitoring run inside
+    the retrain cooldown must not train again."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.deployments import run_deployment
+
     require_deployment(deployed, "monitor-model/onprem")
-    pytest.skip("monitoring assertions are wired once flows/monitor.py exists")
+    assert pipeline_run.state == "COMPLETED", "the pipeline run registers the champion first"
+    drifted = keys.scoring_inbox_key(DATASET, f"drift-{uuid.uuid4().hex[:6]}")
+    put_dataframe(admin_store, drifted, generate_batch(SPEC, 800, seed=40, covariate_shift=2.0,
+                                                       with_label=False))  # >= min_rows 500
+    scored = run_deployment("score-batch/onprem", parameters={"input_prefix": drifted},
+                            timeout=RUN_TIMEOUT_S, poll_interval=1)
+    assert scored.state.is_completed(), f"{scored.state}\n{worker.tail()}"
+    trainings_before = _deployment_runs("train-model/onprem")
+
+    monitor = run_deployment("monitor-model/onprem", parameters={"last_n_runs": 1},
+                             timeout=RUN_TIMEOUT_S, poll_interval=1)
+
+    assert monitor.state.is_completed(), f"{monitor.state}\n{worker.tail()}"
+    new = [run for run_id, run in _deployment_runs("train-model/onprem").items()
+           if run_id not in trainings_before]
+    reports = sorted(o.key for o in admin_store.list(f"monitoring/{MODEL}/")
+                     if o.key.endswith("/report.json"))
+    assert reports, "the monitoring run wrote no report"
+    decision = admin_store.get_json(reports[-1]).get("decision")
+    assert len(new) == 1, f"trainings started: {[r.name for r in new]}; decision: {decision}"
+    training = new[0]
+    assert training.state.is_completed(), training.state
+    with get_client(sync_client=True) as client:
+        parent_task = client.read_task_run(training.parent_task_run_id)
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[monitor.id])))
+    assert parent_task.flow_run_id == monitor.id  # started by this monitoring run
+    assert artifacts, "the monitoring run published no artifact"
+
+    again = run_deployment("monitor-model/onprem", parameters={"last_n_runs": 1},
+                           timeout=RUN_TIMEOUT_S, poll_interval=1)
+
+    assert again.state.is_completed(), f"{again.state}\n{worker.tail()}"
+    later = [run_id for run_id in _deployment_runs("train-model/onprem")
+             if run_id not in trainings_before]
+    assert later == [training.id], "a second drift inside the cooldown trained again"
 
 
 def test_server_and_worker_are_alive_after_the_runs(prefect_server: PrefectServer, worker):
     assert prefect_server.proc.poll() is None
-    assert worker.proc.poll() is None, worker.tail()
+    assert all(proc.poll() is None for proc in worker.procs.values()), worker.tail()
