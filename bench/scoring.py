@@ -269,7 +269,9 @@ def main() -> None:
         train_and_export, spec, contract, args.train_rows, threads
     )
     model = register_champion(store, onnx_bytes)
-    prefix = f"validated/{DATASET}/"
+    from mlops_onprem import keys
+
+    prefix = keys.scoring_inbox_prefix(DATASET)
     x, table = write_partitions(store, spec, prefix, args.rows, args.partitions, workdir,
                                 seed=1, keep=True)
     print(f"trained + exported in {t_train:.1f} s; data written")

@@ -6,8 +6,9 @@ Pipeline::
     out on the task runner) -> write-scoring-manifest (last) -> publish-scoring-summary
     -> check-scoring-complete
 
-Input: every ``.parquet`` object under ``input_prefix`` (default ``validated/<dataset>/``:
-batches that passed their contract; pass e.g. ``validated/demo/2026-11-01`` to score one
+Input: every ``.parquet`` object under ``input_prefix`` (default ``inbox/<dataset>/``, where
+batches to score land; ``validated-scoring/<dataset>/`` holds those that went through the
+ingest gate at the scoring stage; pass e.g. ``inbox/demo/2026-11-01`` to score one
 batch). Output: ``predictions/<model>/<version>/<run_id>/part-*.parquet`` plus
 ``_manifest.json`` written last. The run id is derived from the model version and the input
 listing's ETags unless pinned, so a rerun over the same input and model rewrites the same keys.
@@ -59,7 +60,7 @@ def score_batch(
     (after their quarantine and after the manifest recorded them).
     """
     started_at = time.time()
-    prefix = input_prefix or keys.validated_prefix(dataset)
+    prefix = input_prefix or keys.scoring_inbox_prefix(dataset)
     model = resolve_model(model_name, model_ref, dataset, contract_path)
     partitions = list_partitions(prefix)
     run = run_id or derive_run_id(

@@ -6,7 +6,7 @@ import os
 
 import pytest
 from scoring_fixtures import linear_onnx
-from test_score_flow import land_validated, register_handmade_champion
+from test_score_flow import land_inbox, register_handmade_champion
 
 from flows.score import score_batch
 from mlops_onprem.contracts import find_contract
@@ -19,7 +19,7 @@ def test_flow_runs_on_two_dask_worker_processes_with_no_code_change(s3_env, s3_s
     from prefect_dask import DaskTaskRunner
 
     register_handmade_champion(s3_store, linear_onnx(find_contract("demo")))
-    land_validated(s3_store, n_batches=4, rows=300)
+    land_inbox(s3_store, n_batches=4, rows=300)
     # s3_env set MLOPS_* in os.environ before the cluster starts: worker processes inherit it
     runner = DaskTaskRunner(
         cluster_kwargs={"n_workers": 2, "processes": True, "threads_per_worker": 1,

@@ -50,12 +50,12 @@ def register_handmade_champion(store: ObjectStore, model_bytes: bytes, name: str
     return ModelRef(name, version, onnx_key, sha)
 
 
-def land_validated(store: ObjectStore, n_batches: int = 3, rows: int = 400) -> list[str]:
-    """Validated demo batches (with their label, as validated batches carry it)."""
+def land_inbox(store: ObjectStore, n_batches: int = 3, rows: int = 400) -> list[str]:
+    """Unlabelled demo batches in the scoring inbox (the flow's default input)."""
     landed = []
     for i in range(n_batches):
-        frame = generate_batch(spec_for(), rows, seed=100 + i, start_row=i * rows)
-        key = keys.validated_key("demo", f"b{i:03d}")
+        frame = generate_batch(spec_for(), rows, seed=100 + i, start_row=i * rows, with_label=False)
+        key = keys.scoring_inbox_key("demo", f"b{i:03d}")
         put_dataframe(store, key, frame)
         landed.append(key)
     return landed
@@ -70,7 +70,7 @@ def demo_contract() -> Contract:
 
 def test_flow_scores_every_partition_and_writes_the_manifest_last(s3_env, s3_store, demo_contract) -> None:
     model = register_handmade_champion(s3_store, linear_onnx(demo_contract))
-    landed = land_validated(s3_store)
+    landed = land_inbox(s3_store)
     summary = score_batch(dataset="demo", model_name="demo", batch_rows=128)
 
     assert summary["status"] == "complete" and summary["rows"] == 1_200
@@ -98,7 +98,7 @@ def test_flow_scores_every_partition_and_writes_the_manifest_last(s3_env, s3_sto
 
 def test_rerun_over_the_same_input_and_model_rewrites_the_same_keys_and_bytes(s3_env, s3_store, demo_contract) -> None:
     register_handmade_champion(s3_store, linear_onnx(demo_contract))
-    land_validated(s3_store, n_batches=2)
+    land_inbox(s3_store, n_batches=2)
     first = score_batch(dataset="demo", model_name="demo")
     prefix = keys.predictions_run_prefix("demo", 1, first["run_id"])
     before = {info.key: s3_store.stat(info.key).sha256 for info in s3_store.list(prefix)}
@@ -114,16 +114,16 @@ def test_rerun_over_the_same_input_and_model_rewrites_the_same_keys_and_bytes(s3
 
 def test_new_input_gets_a_new_run_id(s3_env, s3_store, demo_contract) -> None:
     register_handmade_champion(s3_store, linear_onnx(demo_contract))
-    land_validated(s3_store, n_batches=1)
+    land_inbox(s3_store, n_batches=1)
     first = score_batch(dataset="demo", model_name="demo")
-    put_dataframe(s3_store, keys.validated_key("demo", "b900"), generate_batch(spec_for(), 50, seed=9))
+    put_dataframe(s3_store, keys.scoring_inbox_key("demo", "b900"), generate_batch(spec_for(), 50, seed=9))
     second = score_batch(dataset="demo", model_name="demo")
     assert second["run_id"] != first["run_id"] and second["rows"] == first["rows"] + 50
 
 
 def test_crash_then_rerun_completes_without_duplicates_or_orphans(s3_env, s3_store, demo_contract, tmp_path) -> None:
     model = register_handmade_champion(s3_store, linear_onnx(demo_contract))
-    landed = land_validated(s3_store)
+    landed = land_inbox(s3_store)
     infos = [s3_store.stat(key) for key in landed]
     run_id = derive_run_id("demo", 1, [(i.key, i.etag) for i in infos])
     # what a run that crashed after its first partition leaves behind: one part, no manifest,
@@ -146,10 +146,10 @@ def test_corrupt_partition_is_quarantined_others_complete_and_the_run_fails_nami
     s3_env, s3_store, demo_contract
 ) -> None:
     register_handmade_champion(s3_store, linear_onnx(demo_contract))
-    landed = land_validated(s3_store)
-    bad_key = keys.validated_key("demo", "b001")
+    landed = land_inbox(s3_store)
+    bad_key = keys.scoring_inbox_key("demo", "b001")
     s3_store.put_bytes(bad_key, b"PAR1 definitely not a parquet file")
-    with pytest.raises(ScoringRunFailedError, match="validated/demo/b001.parquet"):
+    with pytest.raises(ScoringRunFailedError, match="inbox/demo/b001.parquet"):
         score_batch(dataset="demo", model_name="demo")
 
     (manifest_key,) = list_manifest_keys(s3_store, "demo")
@@ -166,16 +166,16 @@ def test_corrupt_partition_is_quarantined_others_complete_and_the_run_fails_nami
 
 def test_partition_breaking_the_contract_is_quarantined_naming_the_column(s3_env, s3_store, demo_contract) -> None:
     register_handmade_champion(s3_store, linear_onnx(demo_contract))
-    land_validated(s3_store, n_batches=1)
+    land_inbox(s3_store, n_batches=1)
     frame = generate_batch(spec_for(), 30, seed=5).drop(columns=["num_04"])
-    put_dataframe(s3_store, keys.validated_key("demo", "b777"), frame)
+    put_dataframe(s3_store, keys.scoring_inbox_key("demo", "b777"), frame)
     with pytest.raises(ScoringRunFailedError, match="num_04"):
         score_batch(dataset="demo", model_name="demo")
     assert s3_store.exists(keys.quarantine_data_key("demo", "b777", "b777.parquet"))
 
 
 def test_missing_champion_fails_with_a_clear_model_not_found(s3_env, s3_store) -> None:
-    land_validated(s3_store, n_batches=1)
+    land_inbox(s3_store, n_batches=1)
     with pytest.raises(ModelNotFoundError, match="'demo' has no 'champion' alias"):
         score_batch(dataset="demo", model_name="demo")
     assert list(s3_store.list("predictions/")) == []
@@ -186,7 +186,7 @@ def test_model_whose_features_differ_from_the_contract_fails_before_scoring(s3_e
     features[2], features[3] = features[3], features[2]
     swapped = demo_contract.model_copy(update={"features": tuple(features)})
     register_handmade_champion(s3_store, linear_onnx(swapped))
-    land_validated(s3_store, n_batches=1)
+    land_inbox(s3_store, n_batches=1)
     with pytest.raises(FeatureMismatchError, match="position 2: model has 'num_03', contract has 'num_02'"):
         score_batch(dataset="demo", model_name="demo")
     assert list(s3_store.list("predictions/")) == []
@@ -195,7 +195,10 @@ def test_model_whose_features_differ_from_the_contract_fails_before_scoring(s3_e
 def test_trained_champion_scores_end_to_end(s3_env, s3_store) -> None:
     from flows.train import train_model
 
-    land_validated(s3_store, n_batches=2, rows=600)
+    for i in range(2):  # labelled history for training, then the same rows to score
+        put_dataframe(s3_store, keys.validated_key("demo", f"h{i:03d}"),
+                      generate_batch(spec_for(), 600, seed=100 + i, start_row=i * 600))
+    land_inbox(s3_store, n_batches=2, rows=600)
     trained = train_model(dataset="demo", model_name="demo", spec="logistic", seed=1)
     assert trained["promoted"]
     summary = score_batch(dataset="demo", model_name="demo")
@@ -208,7 +211,7 @@ def test_cli_lists_and_shows_scoring_runs(s3_env, s3_store, demo_contract, capsy
 
     assert main(["score", "runs", "demo"]) == 1  # nothing scored yet
     register_handmade_champion(s3_store, linear_onnx(demo_contract))
-    land_validated(s3_store, n_batches=1)
+    land_inbox(s3_store, n_batches=1)
     summary = score_batch(dataset="demo", model_name="demo")
     capsys.readouterr()
     assert main(["score", "runs", "demo"]) == 0

@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="run the score-batch flow (champion by default)")
     run.add_argument("--dataset", default="demo")
     run.add_argument("--input-prefix", default=None,
-                     help="objects to score (default validated/<dataset>/)")
+                     help="objects to score (default inbox/<dataset>/)")
     run.add_argument("--model", default="demo")
     run.add_argument("--ref", default="champion", help="alias or version number")
     run.add_argument("--run-id", default=None, help="pin the run id (default: derived)")
