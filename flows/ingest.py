@@ -3,6 +3,7 @@
     incoming/<dataset>/<batch>.(parquet|csv)
         -> validate-batch  (GX suite from data_contracts/<dataset>.yaml)
         -> validated/<dataset>/<batch>.parquet           when every blocking rule passes
+           (validated-scoring/<dataset>/ at stage "scoring": never where training reads)
         -> quarantine/<dataset>/<batch>/...  + Failed    when one does not
 """
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from flows.train import train_model
 from tasks.deployments import run_child_deployment
@@ -58,6 +58,8 @@ def monitor_model(
     if not retrain:
         result["retrain"] = {"status": "disabled"}
         return result
+    # retrain the champion's model family (its spec), not whatever the default is
+    spec = record.get("champion_spec") or "xgboost"
     claim = claim_retrain_slot(record)
     if not claim["granted"]:
         result["retrain"] = {"status": "skipped", "reason": claim["reason"],
@@ -66,17 +68,20 @@ def monitor_model(
     try:
         if training_deployment:
             child = run_child_deployment(
-                training_deployment, {"dataset": dataset, "model_name": model_name},
+                training_deployment, {"dataset": dataset, "model_name": model_name, "spec": spec},
                 idempotency_key=claim["idempotency_key"],
             )
             outcome = {**read_retrain_outcome(model_name, record["model_version"]),
                        "flow_run_id": child["flow_run_id"]}
         else:
-            outcome = train_model(dataset=dataset, model_name=model_name)
+            outcome = train_model(dataset=dataset, model_name=model_name, spec=spec)
     except Exception as exc:
         failure = {"error": f"{type(exc).__name__}: {exc}"}
-        finish_retrain_slot(claim, failure)
-        send_retrain_alert(model_name, failure)
+        try:
+            finish_retrain_slot(claim, failure)
+            send_retrain_alert(model_name, failure)
+        except Exception as bookkeeping:  # noqa: BLE001 - never hide the training error
+            get_run_logger().error("could not record the failed retrain: %s", bookkeeping)
         raise
     finish_retrain_slot(claim, outcome)
     send_retrain_alert(model_name, outcome)

@@ -60,8 +60,12 @@ def run_pipeline(
         state = ingest_batch(dataset, key, return_state=True)
         if state.is_completed():
             summary["validated"].append(state.result())
-        else:
-            summary["quarantined"].append({"key": key, "message": state.message or "rejected"})
+            continue
+        error = state.result(raise_on_failure=False)
+        if not isinstance(error, BatchRejectedError):
+            # a store outage or a broken contract is not a verdict on the batch: stop here
+            state.result()
+        summary["quarantined"].append({"key": key, "message": state.message or "rejected"})
     if train:
         summary["training"] = train_model(dataset=dataset, model_name=model_name, spec=spec,
                                           promotion_margin=promotion_margin)

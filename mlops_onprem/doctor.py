@@ -109,7 +109,7 @@ def check_store(settings: Settings, probe_mib: int) -> Check:
         store = open_store(settings)
     except MlopsError as exc:
         return Check("object store", Status.FAIL, str(exc))
-    key = keys.control_key("doctor", f"probe-{uuid.uuid4().hex}.bin")
+    key = keys.doctor_probe_key(uuid.uuid4().hex)
     size = probe_mib * 2**20
     with tempfile.TemporaryDirectory(prefix="mlops-doctor-") as scratch:
         source = Path(scratch) / "probe.bin"

@@ -8,7 +8,8 @@ Layout of the bucket::
     validated-scoring/<dataset>/<batch>.parquet        scoring batches that passed (stage "scoring")
     quarantine/<dataset>/<batch>/<original name>       rejected batches, byte-identical copy
     quarantine/<dataset>/<batch>/validation.json       ... with the result that rejected them
-    validation/<dataset>/<batch>.json                  full validation result of every batch
+    validation/<dataset>/<batch>.json                  full validation result of every training batch
+    validation-scoring/<dataset>/<batch>.json          ... and of every scoring-stage batch
     labels/<dataset>/<batch>.parquet                   delayed ground truth, joined on the row key
     models/<name>/<version>/...                        immutable model versions
     models/<name>/aliases/<alias>.json                 CAS pointer (e.g. champion)
@@ -16,7 +17,9 @@ Layout of the bucket::
     predictions/<model>/<version>/<run>/...            scoring outputs
     predictions/<model>/<version>/<run>/_manifest.json written last: the run is complete
     monitoring/<model>/<run>/...                       drift reports (json, md, png)
-    control/...                                        locks and debounce pointers
+    models/<name>/staging/<run>/...                    a candidate before it is registered
+    control/retrain/<model>.json                       retrain debounce pointer (CAS)
+    control/cas-probe/..., control/doctor/...          short-lived capability and speed probes
 """
 
 from __future__ import annotations
@@ -113,8 +116,10 @@ def validated_scoring_key(dataset: str, batch_id: str) -> str:
     return validated_scoring_prefix(dataset) + validate_name(batch_id + ".parquet", "batch id")
 
 
-def validation_result_key(dataset: str, batch_id: str) -> str:
-    return join("validation", validate_name(dataset, "dataset"), validate_name(batch_id + ".json", "batch id"))
+def validation_result_key(dataset: str, batch_id: str, stage: str = "training") -> str:
+    """Full validation result of a batch; scoring-stage results live apart from training ones."""
+    top = "validation" if stage == "training" else "validation-scoring"
+    return join(top, validate_name(dataset, "dataset"), validate_name(batch_id + ".json", "batch id"))
 
 
 def quarantine_prefix(dataset: str, batch_id: str) -> str:
@@ -190,6 +195,22 @@ def monitoring_run_prefix(model: str, run_id: str) -> str:
 
 def monitoring_file_key(model: str, run_id: str, filename: str) -> str:
     return monitoring_run_prefix(model, run_id) + validate_name(filename, "file name")
+
+
+def retrain_pointer_key(model: str) -> str:
+    """The CAS pointer that debounces drift-triggered retrains of ``model``."""
+    return control_key("retrain", validate_name(model, "model name") + ".json")
+
+
+def doctor_probe_key(token: str) -> str:
+    """A throwaway object `mlops doctor` uploads and downloads to measure the store."""
+    return control_key("doctor", validate_name(f"probe-{token}.bin", "probe name"))
+
+
+def scoring_quarantine_key(dataset: str, run_id: str, batch_id: str, original_name: str) -> str:
+    """Where scoring quarantines a bad partition: apart from the ingest gate's quarantine."""
+    return (quarantine_prefix(dataset, batch_id) + "scoring/" + validate_name(run_id, "run id") + "/"
+            + validate_name(original_name, "file name"))
 
 
 def control_key(*names: str) -> str:

@@ -26,7 +26,11 @@ class LandedBatch:
 
 
 def pending_batch_keys(store: ObjectStore, dataset: str) -> list[str]:
-    """Landed training batches of ``dataset`` that have no validation result yet, in key order."""
+    """Landed training batches of ``dataset`` not yet routed, in key order.
+
+    A batch is routed once its validated copy or its quarantine record exists; a run that
+    died between validating and routing leaves the batch pending, so it is never lost.
+    """
     from mlops_onprem.validation import batch_id_from_key
 
     pending = []
@@ -34,7 +38,9 @@ def pending_batch_keys(store: ObjectStore, dataset: str) -> list[str]:
         if not info.key.lower().endswith(LANDED_SUFFIXES):
             continue
         batch_id = batch_id_from_key(info.key)
-        if not store.exists(keys.validation_result_key(dataset, batch_id)):
+        routed = (store.exists(keys.validated_key(dataset, batch_id))
+                  or store.exists(keys.quarantine_result_key(dataset, batch_id)))
+        if not routed:
             pending.append(info.key)
     return pending
 

@@ -179,7 +179,8 @@ def build_manifest(
 def prune_stale_parts(store: ObjectStore, manifest: ScoringManifest) -> list[str]:
     """Delete objects under the run prefix that ``manifest`` does not list; return their keys.
 
-    Call before :func:`write_manifest` so a completed prefix holds exactly its manifest's parts.
+    Call after :func:`write_manifest`: the published manifest never lists a deleted part, and
+    what is pruned is exactly what the new manifest no longer references.
     """
     prefix = keys.predictions_run_prefix(manifest.model_name, manifest.model_version, manifest.run_id)
     listed = {output.key for output in manifest.outputs} | {manifest.key}
@@ -236,8 +237,8 @@ def raise_if_failed(manifest: ScoringManifest | dict[str, Any]) -> None:
     if failed:
         details = "; ".join(f"{f.key}: {f.error}" for f in failed)
         raise ScoringRunFailedError(
-            f"scoring run {run_id}: {len(failed)} partition(s) failed and were quarantined "
-            f"(manifest {key} lists them): {details}"
+            f"scoring run {run_id}: {len(failed)} partition(s) failed (contract or format "
+            f"failures are quarantined; manifest {key} lists them all): {details}"
         )
 
 

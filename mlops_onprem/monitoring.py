@@ -133,17 +133,22 @@ def load_window(
     feature_frames, prediction_frames, notes = [], [], []
     feature_columns = [contract.row_key, *contract.feature_names]
     for manifest in manifests:
+        skipped_inputs: set[str] = set()
         for item in manifest.get("inputs", []):
             try:
                 etag = store.stat(item["key"]).etag
             except ObjectNotFoundError:
                 notes.append(f"input {item['key']} of run {manifest['run_id']} no longer exists")
+                skipped_inputs.add(item["key"])
                 continue
             if item.get("etag") and etag != item["etag"]:
                 notes.append(f"input {item['key']} changed since run {manifest['run_id']}; skipped")
+                skipped_inputs.add(item["key"])
                 continue
             feature_frames.append(get_dataframe(store, item["key"], columns=feature_columns))
         for item in manifest.get("outputs", []):
+            if item.get("input_key") in skipped_inputs:
+                continue  # its features are not in the window: keep inputs and scores paired
             frame = get_dataframe(store, item["key"])
             wanted = [c for c in (contract.row_key, "predicted_label", *score_columns) if c in frame]
             prediction_frames.append(frame[wanted])

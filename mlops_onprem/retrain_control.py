@@ -36,8 +36,8 @@ class RetrainControlError(MonitoringError):
 
 
 def retrain_pointer_key(model_name: str) -> str:
-    """``control/retrain/<model>.json``."""
-    return keys.control_key("retrain", keys.validate_name(model_name, "model name") + ".json")
+    """``control/retrain/<model>.json`` (built in :mod:`mlops_onprem.keys`)."""
+    return keys.retrain_pointer_key(model_name)
 
 
 def _iso(moment: datetime) -> str:

@@ -360,7 +360,8 @@ def batch_id_for(input_key: str) -> str:
 def quarantine_partition(
     store: ObjectStore, dataset: str, input_key: str, error: BaseException, *, run_id: str
 ) -> list[str]:
-    """Copy a rejected input byte-for-byte to ``quarantine/<dataset>/<batch>/`` with the reason.
+    """Copy a rejected input byte-for-byte to ``quarantine/<dataset>/<batch>/scoring/<run>/``
+    with the reason (apart from the ingest gate's quarantine of the same batch id).
 
     The source object stays where it is (deleting data is the operator's call).
     Returns the keys written: the copy and ``scoring_error.json``.
@@ -370,8 +371,8 @@ def quarantine_partition(
         original = keys.validate_name(input_key.rsplit("/", 1)[-1], "file name")
     except InvalidKeyError:
         original = batch_id + ".parquet"
-    data_key = keys.quarantine_data_key(dataset, batch_id, original)
-    reason_key = keys.quarantine_data_key(dataset, batch_id, "scoring_error.json")
+    data_key = keys.scoring_quarantine_key(dataset, run_id, batch_id, original)
+    reason_key = keys.scoring_quarantine_key(dataset, run_id, batch_id, "scoring_error.json")
     store.copy(input_key, data_key)
     store.put_json(reason_key, {
         "input_key": input_key, "run_id": run_id, "stage": "scoring",

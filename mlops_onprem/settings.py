@@ -62,9 +62,6 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="At most one drift-triggered retrain per this window."
     )
 
-    # --- reproducibility -------------------------------------------------------------------
-    seed: int = Field(default=42, description="Default seed for splits, models and synthetic data.")
-
     @field_validator("alert_urls", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:

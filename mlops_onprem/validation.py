@@ -900,9 +900,10 @@ def validate_landed_batch(
     """Read, validate and route one landed batch (the original object is never modified).
 
     Takes the store, contract, the key of the landed batch, its batch id and the stage.
-    Writes the full result JSON at ``keys.validation_result_key``; on success, and only then,
-    writes the batch in contract column order at ``keys.validated_key`` (training stage) or
-    ``keys.validated_scoring_key`` (scoring stage). An unreadable batch
+    On success, and only then, writes the batch in contract column order at ``keys.validated_key`` (training stage) or
+    ``keys.validated_scoring_key`` (scoring stage); then the full result JSON at
+    ``keys.validation_result_key`` (after the data, so an existing result means the batch was
+    routed; a rejected batch is only routed once ``quarantine_batch`` ran). An unreadable batch
     (truncated, not Parquet, not UTF-8) is a failed result, not an exception.
     Returns the outcome record and the full result. Raises store errors on I/O failure and
     :class:`NothingValidatedError` if nothing was evaluated.
@@ -919,14 +920,15 @@ def validate_landed_batch(
         result = unreadable_result(contract, stage, exc, batch_id=batch_id, source_key=source_key)
     else:
         result = validate_dataframe(df, contract, stage=stage, batch_id=batch_id, source_key=source_key)
-    result_key = keys.validation_result_key(contract.dataset, batch_id)
-    store.put_json(result_key, result.to_dict())
+    result_key = keys.validation_result_key(contract.dataset, batch_id, stage)
     validated_key = None
     if result.success and df is not None:
         # scoring batches carry no label: they must never land where training reads
         validated_key = (keys.validated_key(contract.dataset, batch_id) if stage == "training"
                          else keys.validated_scoring_key(contract.dataset, batch_id))
         put_dataframe(store, validated_key, conform_to_contract(df, contract, stage=stage))
+    # the result is written after the validated data: a batch whose result exists was routed
+    store.put_json(result_key, result.to_dict())
     message = "" if result.success else rejection_message(
         result, dataset=contract.dataset, batch_id=batch_id)
     outcome = GateOutcome(

@@ -160,8 +160,8 @@ def write_scoring_manifest(
         contract_version=model["contract_version"], timings=timings,
     )
     store = open_store()
-    pruned = prune_stale_parts(store, manifest)
     key = write_manifest(store, manifest)
+    pruned = prune_stale_parts(store, manifest)
     logger = get_run_logger()
     if pruned:
         logger.warning("removed %d stale object(s) from the run prefix: %s", len(pruned), pruned)

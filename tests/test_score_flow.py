@@ -158,9 +158,10 @@ def test_corrupt_partition_is_quarantined_others_complete_and_the_run_fails_nami
     assert [f.key for f in manifest.failed_partitions] == [bad_key]
     assert "CorruptPartitionError" in manifest.failed_partitions[0].error
     assert [o.input_key for o in manifest.outputs] == [landed[0], landed[2]]
-    quarantined = keys.quarantine_data_key("demo", "b001", "b001.parquet")
+    run = manifest.run_id
+    quarantined = keys.scoring_quarantine_key("demo", run, "b001", "b001.parquet")
     assert s3_store.get_bytes(quarantined) == b"PAR1 definitely not a parquet file"
-    reason = s3_store.get_json(keys.quarantine_data_key("demo", "b001", "scoring_error.json"))
+    reason = s3_store.get_json(keys.scoring_quarantine_key("demo", run, "b001", "scoring_error.json"))
     assert reason["input_key"] == bad_key and reason["stage"] == "scoring"
 
 
@@ -171,7 +172,9 @@ def test_partition_breaking_the_contract_is_quarantined_naming_the_column(s3_env
     put_dataframe(s3_store, keys.scoring_inbox_key("demo", "b777"), frame)
     with pytest.raises(ScoringRunFailedError, match="num_04"):
         score_batch(dataset="demo", model_name="demo")
-    assert s3_store.exists(keys.quarantine_data_key("demo", "b777", "b777.parquet"))
+    (manifest_key,) = list_manifest_keys(s3_store, "demo")
+    run = read_manifest(s3_store, manifest_key).run_id
+    assert s3_store.exists(keys.scoring_quarantine_key("demo", run, "b777", "b777.parquet"))
 
 
 def test_missing_champion_fails_with_a_clear_model_not_found(s3_env, s3_store) -> None:

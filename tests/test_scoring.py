@@ -268,7 +268,8 @@ def test_quarantine_copies_the_input_byte_for_byte_with_the_reason(s3_store) -> 
     written = scoring.quarantine_partition(
         s3_store, "demo", "validated/demo/b9.parquet", CorruptPartitionError("bad"), run_id="r1"
     )
-    assert written[0] == keys.quarantine_data_key("demo", "b9", "b9.parquet")
+    assert written[0] == keys.scoring_quarantine_key("demo", "r1", "b9", "b9.parquet")
+    assert written[0] != keys.quarantine_data_key("demo", "b9", "b9.parquet")  # not the gate's copy
     assert s3_store.get_bytes(written[0]) == b"garbage"
     assert s3_store.get_json(written[1])["error"] == "bad"
     assert s3_store.exists("validated/demo/b9.parquet")  # the source is left in place

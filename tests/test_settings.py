@@ -7,6 +7,7 @@ import logging
 import pytest
 from pydantic import ValidationError
 
+from mlops_onprem.errors import StoreAuthError
 from mlops_onprem.settings import Settings
 from mlops_onprem.store import open_store
 from mlops_onprem.store.local import LocalStore
@@ -51,7 +52,7 @@ def test_secrets_never_appear_in_reprs_logs_or_errors(monkeypatch, caplog, moto_
     store = S3Store(settings)
     texts.append(repr(store))
     caplog.set_level(logging.DEBUG)
-    with pytest.raises(Exception) as info:  # wrong secret: the server refuses
+    with pytest.raises(StoreAuthError) as info:  # wrong secret: the server refuses
         store.put_bytes("k", b"x")
     texts += [str(info.value), repr(info.value), caplog.text]
     for text in texts:

@@ -123,12 +123,15 @@ def test_ingest_role_lands_validates_and_quarantines_batches(role_stores):
     ingest.put_json(keys.quarantine_result_key(DATASET, "b002"), {"success": False})
     ingest.put_bytes(keys.labels_key(DATASET, "b001"), b"labels")
     ingest.put_bytes(keys.scoring_inbox_key(DATASET, "u001"), b"unlabelled rows to score")
-    ingest.delete(keys.incoming_key(DATASET, "b001"))
+    ingest.put_bytes(keys.validated_scoring_key(DATASET, "u001"), b"validated rows to score")
+    ingest.put_json(keys.validation_result_key(DATASET, "u001", "scoring"), {"success": True})
 
     assert [o.key for o in ingest.list(keys.validated_prefix(DATASET))] == [
         keys.validated_key(DATASET, "b001")
     ]
-    assert not ingest.exists(keys.incoming_key(DATASET, "b001"))
+    with pytest.raises(StoreAuthError, match="AccessDenied"):  # landed data is never deleted
+        ingest.delete(keys.incoming_key(DATASET, "b001"))
+    assert ingest.exists(keys.incoming_key(DATASET, "b001"))
     assert role_stores["admin"].get_json(keys.validation_result_key(DATASET, "b001")) == {
         "success": True
     }

@@ -11,7 +11,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,20 @@ from mlops_onprem.store.base import (
     sha256_bytes,
     sha256_file,
 )
+
+_COPY_CHUNK = 4 * 1024 * 1024
+
+
+def _copy_hashing(source: Path, target: Path) -> tuple[str, int]:
+    """Copy ``source`` to ``target`` and return (SHA-256, size): one pass over the bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        while chunk := src.read(_COPY_CHUNK):
+            digest.update(chunk)
+            dst.write(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 class LocalStore(ObjectStore):
@@ -155,8 +168,7 @@ class LocalStore(ObjectStore):
         if not source.is_file():
             raise StoreError(f"cannot upload {source} to {key!r}: not a file")
         tmp = self._tmp_path()
-        shutil.copyfile(source, tmp)
-        sha, size = sha256_file(tmp), tmp.stat().st_size
+        sha, size = _copy_hashing(source, tmp)
         with self._key_lock(key):
             return self._commit(key, tmp, sha, size, content_type, metadata)
 
@@ -168,8 +180,8 @@ class LocalStore(ObjectStore):
         try:
             with self._key_lock(key, shared=True):
                 meta = self._read_meta(key)
-                shutil.copyfile(self._object_path(key), tmp)
-            if verify and sha256_file(tmp) != meta["sha256"]:
+                sha, _size = _copy_hashing(self._object_path(key), tmp)
+            if verify and sha != meta["sha256"]:
                 raise IntegrityError(
                     f"object {key!r} in {self.location} does not match its recorded SHA-256"
                 )

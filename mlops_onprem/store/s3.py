@@ -118,7 +118,7 @@ class S3Store(ObjectStore):
             ) from None
         except InvalidResponseError as exc:
             raise StoreError(f"{what} {target}: the endpoint did not answer like S3 ({exc})") from None
-        except (Urllib3HTTPError, OSError) as exc:
+        except (Urllib3HTTPError, ConnectionError, TimeoutError) as exc:  # not local disk errors
             reason = getattr(exc, "reason", None) or exc
             raise StoreUnavailableError(
                 f"store endpoint {self.endpoint} unreachable ({what} {key or ''}) after "
