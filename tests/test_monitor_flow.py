@@ -16,7 +16,7 @@ import pytest
 from flows.monitor import monitor_model
 from flows.score import score_batch
 from flows.train import train_model
-from mlops_onprem import keys, landing
+from mlops_onprem import keys, landing, registry
 from mlops_onprem.retrain_control import read_retrain_state
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store.parquet import put_dataframe
@@ -88,6 +88,10 @@ def test_closed_loop_clean_then_drift_alert_retrain_and_debounce(s3_env, s3_stor
     assert retrain["status"] == "triggered" and retrain["mode"] == "embedded"
     assert retrain["version"] == 2 and retrain["decision"]["action"] in ("promoted", "rejected")
     assert isinstance(retrain["promoted"], bool)
+    # the retrain keeps the champion's model family (logistic), not the default spec
+    assert drifted["champion_spec"] == "logistic"
+    retrained = registry.get_version(s3_store, "demo", 2)
+    assert retrained.card["spec"]["name"] == "logistic"
 
     titles = [p["title"] for p in webhook]
     assert titles[0] == "[mlops] demo v1: drift"
