@@ -97,7 +97,7 @@ def test_dataframe_parquet_round_trip(store):
 
 def test_tampered_local_object_fails_sha256_verification(local_store):
     local_store.put_bytes("t/obj", b"original")
-    (local_store.root / "objects" / "t" / "obj").write_bytes(b"tampered")
+    local_store.blob_path("t/obj").write_bytes(b"tampered")
     with pytest.raises(IntegrityError, match="t/obj"):
         local_store.get_bytes("t/obj")
 
@@ -148,3 +148,27 @@ def test_pointer_race_has_exactly_one_winner(store):
     winners = [o for o in outcomes if o.startswith("won")]
     assert len(winners) == 1, outcomes
     assert store.read_pointer("ptr/race.json").value == {"v": int(winners[0].split(":")[1])}
+
+
+def test_local_backend_keeps_the_old_object_when_a_write_dies_before_its_commit(local_store):
+    local_store.put_bytes("c/obj", b"version one")
+    # a writer that crashed after landing its blob but before the metadata rename (the commit)
+    (local_store.root / "objects" / "c" / "obj~deadbeef").write_bytes(b"version two, half")
+    assert local_store.get_bytes("c/obj") == b"version one"
+    assert local_store.stat("c/obj").size == len(b"version one")
+
+
+def test_a_key_and_a_longer_key_under_it_can_coexist_as_on_s3(store):
+    store.put_bytes("a", b"short")
+    store.put_bytes("a/b", b"long")
+    assert store.get_bytes("a") == b"short" and store.get_bytes("a/b") == b"long"
+    assert [o.key for o in store.list("a")] == ["a", "a/b"]
+
+
+def test_overwrite_and_delete_leave_no_stale_blobs(local_store):
+    local_store.put_bytes("d/obj", b"1")
+    local_store.put_bytes("d/obj", b"2")
+    blobs = [p for p in (local_store.root / "objects").rglob("*") if p.is_file()]
+    assert [p.name.split("~")[0] for p in blobs] == ["obj"]
+    local_store.delete("d/obj")
+    assert [p for p in (local_store.root / "objects").rglob("*") if p.is_file()] == []

@@ -1,8 +1,16 @@
 """Local-directory object store: the embedded default when no S3 endpoint is configured.
 
-Layout under ``root``: ``objects/<key>`` holds the bytes, ``meta/<key>.json`` the SHA-256,
-size and user metadata, ``tmp/`` in-flight writes (renamed into place atomically), and
-``locks/`` the per-key lock files that make pointer compare-and-swap safe across processes.
+Layout under ``root``::
+
+    objects/<key>~<id>    the bytes of one written version of an object (browsable by key)
+    meta/<key>.json       the object's record: blob name, SHA-256, size, user metadata
+    tmp/                  in-flight writes
+    locks/                per-key lock files (readers share, writers exclude)
+
+A write lands its blob first, then replaces ``meta/<key>.json`` in one atomic rename: that
+rename is the commit. A crash before it leaves the old object intact (and an orphan blob);
+a crash after it leaves the new object complete. The previous blob is removed after the
+commit. As on S3, ``a`` and ``a/b`` can both be keys.
 """
 
 from __future__ import annotations
@@ -32,10 +40,10 @@ from mlops_onprem.store.base import (
     Pointer,
     encode_pointer,
     sha256_bytes,
-    sha256_file,
 )
 
 _COPY_CHUNK = 4 * 1024 * 1024
+_META_SUFFIX = ".json"
 
 
 def _copy_hashing(source: Path, target: Path) -> tuple[str, int]:
@@ -55,33 +63,34 @@ class LocalStore(ObjectStore):
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
-        self._objects = self.root / "objects"
+        self._blobs = self.root / "objects"
         self._meta = self.root / "meta"
         self._tmp = self.root / "tmp"
         self._locks = self.root / "locks"
-        for directory in (self._objects, self._meta, self._tmp, self._locks):
+        for directory in (self._blobs, self._meta, self._tmp, self._locks):
             directory.mkdir(parents=True, exist_ok=True)
         self.location = f"local directory {self.root}"
 
     # --- paths ----------------------------------------------------------------------------
-    def _object_path(self, key: str) -> Path:
+    def _meta_path(self, key: str) -> Path:
         validate_key(key)
-        path = (self._objects / key).resolve()
+        path = (self._meta / (key + _META_SUFFIX)).resolve()
         # defence in depth: validate_key already forbids '..' and absolute keys
-        if not path.is_relative_to(self._objects):
+        if not path.is_relative_to(self._meta):
             raise InvalidKeyError(f"object key {key!r} escapes the store root")
         return path
 
-    def _meta_path(self, key: str) -> Path:
-        return self._meta / (key + ".json")
+    def blob_path(self, key: str) -> Path:
+        """The file holding ``key``'s current bytes (for inspection; read through the API)."""
+        return self._blobs / self._read_meta(key)["blob"]
 
     def _tmp_path(self) -> Path:
         return self._tmp / f"{uuid.uuid4().hex}.part"
 
     @contextmanager
     def _key_lock(self, key: str, *, shared: bool = False) -> Iterator[None]:
-        """Readers share the lock, writers hold it alone: a reader never sees new bytes with
-        old metadata (the data file and its metadata file are renamed in two steps)."""
+        """Readers share the lock, writers hold it alone: a writer never removes the blob a
+        reader is reading, and compare-and-swap is a single critical section."""
         lock_path = self._locks / (hashlib.sha256(key.encode()).hexdigest() + ".lock")
         with open(lock_path, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
@@ -90,30 +99,26 @@ class LocalStore(ObjectStore):
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    # --- commit protocol ------------------------------------------------------------------
     def _commit(self, key: str, tmp_data: Path, sha256: str, size: int, content_type: str,
                 metadata: dict[str, str] | None) -> ObjectInfo:
-        path = self._object_path(key)
-        if path.is_dir():
-            raise StoreError(f"cannot write object {key!r} in {self.location}: a prefix of that name exists")
-        meta = {
-            "sha256": sha256, "size": size, "content-type": content_type,
-            "metadata": dict(metadata or {}),
-            "last_modified": datetime.now(UTC).isoformat(),
-        }
+        """Publish ``tmp_data`` as ``key``: blob first, then the metadata rename (the commit).
+        Call with the key's exclusive lock held."""
         meta_path = self._meta_path(key)
+        previous = self._read_meta_or_none(meta_path)
+        blob = f"{key}~{uuid.uuid4().hex[:16]}"
+        (self._blobs / blob).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_data, self._blobs / blob)
+        meta = {
+            "blob": blob, "sha256": sha256, "size": size, "content-type": content_type,
+            "metadata": dict(metadata or {}), "last_modified": datetime.now(UTC).isoformat(),
+        }
         tmp_meta = self._tmp_path()
         tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            meta_path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError) as exc:
-            tmp_meta.unlink(missing_ok=True)
-            tmp_data.unlink(missing_ok=True)
-            raise StoreError(
-                f"cannot write object {key!r} in {self.location}: an object is in the way of its prefix"
-            ) from exc
-        os.replace(tmp_data, path)
-        os.replace(tmp_meta, meta_path)
+        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_meta, meta_path)  # the commit
+        if previous is not None:
+            (self._blobs / previous["blob"]).unlink(missing_ok=True)
         return self._info(key, meta)
 
     def _info(self, key: str, meta: dict[str, Any]) -> ObjectInfo:
@@ -123,19 +128,32 @@ class LocalStore(ObjectStore):
             metadata={"content-type": meta.get("content-type", ""), **meta.get("metadata", {})},
         )
 
-    def _read_meta(self, key: str) -> dict[str, Any]:
-        path = self._object_path(key)
-        meta_path = self._meta_path(key)
-        if not path.is_file():
-            raise ObjectNotFoundError(f"object {key!r} not found in {self.location}")
+    @staticmethod
+    def _read_meta_or_none(meta_path: Path) -> dict[str, Any] | None:
         try:
             return json.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            # written by hand into objects/: derive the metadata (and record it) once
-            sha = sha256_file(path)
-            stat = path.stat()
-            return {"sha256": sha, "size": stat.st_size, "content-type": "application/octet-stream",
-                    "metadata": {}, "last_modified": datetime.fromtimestamp(stat.st_mtime, UTC).isoformat()}
+            return None
+
+    def _read_meta(self, key: str) -> dict[str, Any]:
+        meta = self._read_meta_or_none(self._meta_path(key))
+        if meta is None:
+            raise ObjectNotFoundError(f"object {key!r} not found in {self.location}")
+        return meta
+
+    def _read_verified(self, key: str, meta: dict[str, Any], *, verify: bool) -> bytes:
+        try:
+            data = (self._blobs / meta["blob"]).read_bytes()
+        except FileNotFoundError as exc:
+            raise IntegrityError(
+                f"object {key!r} in {self.location}: its blob {meta['blob']} is missing"
+            ) from exc
+        if verify and sha256_bytes(data) != meta["sha256"]:
+            raise IntegrityError(
+                f"object {key!r} in {self.location} does not match its recorded SHA-256 "
+                f"{meta['sha256'][:12]}...: the stored bytes were altered or truncated"
+            )
+        return data
 
     # --- interface ------------------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream",
@@ -149,17 +167,7 @@ class LocalStore(ObjectStore):
     def get_bytes(self, key: str, *, verify: bool = True) -> bytes:
         validate_key(key)
         with self._key_lock(key, shared=True):
-            meta = self._read_meta(key)
-            try:
-                data = self._object_path(key).read_bytes()
-            except FileNotFoundError as exc:
-                raise ObjectNotFoundError(f"object {key!r} not found in {self.location}") from exc
-        if verify and sha256_bytes(data) != meta["sha256"]:
-            raise IntegrityError(
-                f"object {key!r} in {self.location} does not match its recorded SHA-256 "
-                f"{meta['sha256'][:12]}...: the stored bytes were altered or truncated"
-            )
-        return data
+            return self._read_verified(key, self._read_meta(key), verify=verify)
 
     def put_file(self, key: str, path: Path, *, content_type: str = "application/octet-stream",
                  metadata: dict[str, str] | None = None) -> ObjectInfo:
@@ -180,7 +188,12 @@ class LocalStore(ObjectStore):
         try:
             with self._key_lock(key, shared=True):
                 meta = self._read_meta(key)
-                sha, _size = _copy_hashing(self._object_path(key), tmp)
+                try:
+                    sha, _size = _copy_hashing(self._blobs / meta["blob"], tmp)
+                except FileNotFoundError as exc:
+                    raise IntegrityError(
+                        f"object {key!r} in {self.location}: its blob {meta['blob']} is missing"
+                    ) from exc
             if verify and sha != meta["sha256"]:
                 raise IntegrityError(
                     f"object {key!r} in {self.location} does not match its recorded SHA-256"
@@ -194,22 +207,23 @@ class LocalStore(ObjectStore):
         validate_prefix(prefix)
         # walk only the directory that can hold the prefix
         head = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        start = self._objects / head if head else self._objects
+        start = self._meta / head if head else self._meta
         if not start.is_dir():
             return iter(())
         found = []
         for dirpath, _dirnames, filenames in os.walk(start):
             for filename in filenames:
-                full = Path(dirpath) / filename
-                key = full.relative_to(self._objects).as_posix()
+                if not filename.endswith(_META_SUFFIX):
+                    continue
+                relative = (Path(dirpath) / filename).relative_to(self._meta).as_posix()
+                key = relative[: -len(_META_SUFFIX)]
                 if key.startswith(prefix):
                     found.append(key)
         infos = []
         for key in sorted(found):
-            try:
-                infos.append(self._info(key, self._read_meta(key)))
-            except ObjectNotFoundError:
-                continue  # deleted while listing
+            meta = self._read_meta_or_none(self._meta_path(key))
+            if meta is not None:  # deleted while listing
+                infos.append(self._info(key, meta))
         return iter(infos)
 
     def stat(self, key: str) -> ObjectInfo:
@@ -218,20 +232,19 @@ class LocalStore(ObjectStore):
             return self._info(key, self._read_meta(key))
 
     def delete(self, key: str) -> None:
-        path = self._object_path(key)
+        meta_path = self._meta_path(key)
         with self._key_lock(key):
-            path.unlink(missing_ok=True)
-            self._meta_path(key).unlink(missing_ok=True)
+            meta = self._read_meta_or_none(meta_path)
+            meta_path.unlink(missing_ok=True)  # the object is gone from here on
+            if meta is not None:
+                (self._blobs / meta["blob"]).unlink(missing_ok=True)
 
     def _read_pointer_unlocked(self, key: str) -> Pointer | None:
-        try:
-            meta = self._read_meta(key)
-            data = self._object_path(key).read_bytes()
-        except (ObjectNotFoundError, FileNotFoundError):
+        meta = self._read_meta_or_none(self._meta_path(key))
+        if meta is None:
             return None
-        if sha256_bytes(data) != meta["sha256"]:
-            raise IntegrityError(f"pointer {key!r} in {self.location} does not match its recorded SHA-256")
-        return Pointer(key=key, value=json.loads(data), token=sha256_bytes(data))
+        data = self._read_verified(key, meta, verify=True)
+        return Pointer(key=key, value=json.loads(data), token=meta["sha256"])
 
     def read_pointer(self, key: str) -> Pointer | None:
         validate_key(key)
@@ -244,7 +257,11 @@ class LocalStore(ObjectStore):
         tmp = self._tmp_path()
         tmp.write_bytes(data)
         with self._key_lock(key):
-            current = self._read_pointer_unlocked(key)
+            try:
+                current = self._read_pointer_unlocked(key)
+            except IntegrityError:
+                tmp.unlink(missing_ok=True)
+                raise
             current_token = current.token if current else None
             if current_token != expected_token:
                 tmp.unlink(missing_ok=True)
