@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from flows.ingest import ingest_batch
 from flows.monitor import monitor_model
@@ -39,6 +39,8 @@ def closed_loop_demo(
     for i in range(3):
         land_synthetic_batch(dataset, f"train-{i:03d}", rows=rows, seed=100 + i, start_row=i * rows)
     land_synthetic_batch(dataset, "train-bad", rows=500, seed=199, start_row=3 * rows, corrupt=True)
+    get_run_logger().info("train-bad is corrupt on purpose: expect the gate to quarantine it "
+                          "(its ingest-batch run ends Failed with the reasons, the loop goes on)")
     land_synthetic_batch(dataset, "score-001", rows=rows, seed=200, start_row=10 * rows, for_scoring=True)
     first = run_pipeline(dataset=dataset, model_name=model_name, fail_on_rejected=False)
     clean = monitor_model(model_name=model_name, dataset=dataset, last_n_runs=1, retrain=True)
@@ -66,7 +68,8 @@ def render_summary(result: dict[str, Any], seconds: float, location: str) -> str
     lines = [
         "", "=" * 72, f"mlops-onprem demo: closed loop finished in {seconds:.0f} s", "=" * 72,
         f"validated batches     : {len(pipeline['validated'])}",
-        f"quarantined batches   : {', '.join(q['key'] for q in pipeline['quarantined']) or 'none'}",
+        f"quarantined batches   : {', '.join(q['key'] for q in pipeline['quarantined']) or 'none'}"
+        + (" (corrupt on purpose)" if pipeline["quarantined"] else ""),
         f"model                 : {training['model_name']} v{training['version']} "
         f"(promoted: {training['promoted']})",
         "holdout metrics       : " + ", ".join(

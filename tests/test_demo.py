@@ -53,5 +53,5 @@ def test_closed_loop_demo_runs_end_to_end_without_leaving_loopback(local_env):
     assert store.exists(drifted["report_key"])
     assert store.exists(keys.quarantine_result_key("demo", "train-bad"))
     summary = render_summary(result, 1.0, store.location)
-    assert "quarantined batches   : incoming/demo/train-bad.parquet" in summary
+    assert "quarantined batches   : incoming/demo/train-bad.parquet (corrupt on purpose)" in summary
     assert "retrain               : triggered -> version 2" in summary
