@@ -18,6 +18,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.train import train_model
+from mlops_onprem.monitoring import MonitoringPolicy
 from tasks.deployments import run_child_deployment
 from tasks.monitoring import (
     claim_retrain_slot,
@@ -38,17 +39,21 @@ def monitor_model(
     last_days: float | None = None,
     retrain: bool = True,
     training_deployment: str | None = None,
+    policy: MonitoringPolicy | None = None,
 ) -> dict[str, Any]:
     """Monitor ``model_name``'s champion over its last ``last_n_runs`` scoring runs (and at
     most ``last_days`` days); on drift emit an event, alert and (with ``retrain``) retrain.
 
     ``training_deployment`` ("train-model/<deployment>") runs training as a deployment; without
-    it the training flow runs embedded as a subflow. Returns the monitoring record plus
+    it the training flow runs embedded as a subflow. ``policy`` (a
+    :class:`~mlops_onprem.monitoring.MonitoringPolicy`: drifted share, quality drop and the
+    per-method drift thresholds) overrides the documented defaults; in a deployment it is a
+    JSON parameter (the Prefect UI shows it as a form). Returns the monitoring record plus
     ``event_id``, ``alert`` and ``retrain``. Raises the child's failure (ChildRunFailedError
     with its message) or the embedded training error, after recording it on the retrain
     pointer and alerting.
     """
-    record = compute_drift_report(model_name, dataset, last_n_runs, last_days)
+    record = compute_drift_report(model_name, dataset, last_n_runs, last_days, policy=policy)
     result: dict[str, Any] = {**record, "event_id": None, "alert": None,
                               "retrain": {"status": "not_needed"}}
     if not record["drift"]:

@@ -48,9 +48,11 @@ def _store_unavailable(task: Any, task_run: Any, state: Any) -> bool:
 )
 def compute_drift_report(
     model_name: str, dataset: str, last_n_runs: int | None, last_days: float | None,
-    run_id: str | None = None,
+    run_id: str | None = None, policy: MonitoringPolicy | None = None,
 ) -> dict[str, Any]:
     """Monitor the champion's recent scoring runs; store the report and publish it.
+
+    ``policy`` sets the decision and per-method thresholds (documented defaults when None).
 
     Returns ``{model_name, model_version, run_id, drift, decision, decision_reason,
     rules_fired, reasons, summary, report_key, markdown_key, png_key, rows, drifted_features,
@@ -61,7 +63,7 @@ def compute_drift_report(
     store = open_store()
     try:
         report = monitor(store, model_name, dataset, last_n_runs=last_n_runs, last_days=last_days,
-                         policy=MonitoringPolicy(), run_id=run_id)
+                         policy=policy or MonitoringPolicy(), run_id=run_id)
     except NoScoringRunsError as exc:
         logger.warning("%s", exc)
         return {

@@ -132,3 +132,25 @@ def test_a_failed_retrain_fails_the_monitor_with_its_message_records_it_and_aler
     assert pointer["state"] == "idle"
     assert type(excinfo.value).__name__ in pointer["outcome"]["error"]
     assert [p["title"] for p in webhook] == ["[mlops] demo v1: drift", "[mlops] demo: retrain failed"]
+
+
+def test_the_monitoring_policy_is_a_flow_parameter_that_changes_the_verdict(s3_env, s3_store):
+    from mlops_onprem.drift import DriftThresholds
+    from mlops_onprem.monitoring import MonitoringPolicy
+
+    seed_validated(s3_store, rows=2000, batches=2)
+    train_model(dataset="demo", model_name="demo", spec="logistic")
+    _score(s3_store, "score-shifted", seed=700, start_row=400_000, shift=1.5)
+
+    default = monitor_model(model_name="demo", dataset="demo", last_n_runs=1, retrain=False)
+    assert default["drift"] is True
+
+    lenient = MonitoringPolicy(
+        drift=DriftThresholds(psi=50.0, ks_p_value=1e-300, ks_min_statistic=1.0, js_distance=1.0,
+                              chi2_p_value=1e-300, chi2_min_js=1.0, unseen_share=1.0),
+        drifted_share=1.0, prediction_drift_triggers=False, max_quality_drop=10.0,
+    )
+    relaxed = monitor_model(model_name="demo", dataset="demo", last_n_runs=1, retrain=False,
+                            policy=lenient)
+    assert relaxed["drift"] is False, relaxed["reasons"]
+    assert relaxed["retrain"] == {"status": "not_needed"}
