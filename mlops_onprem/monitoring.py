@@ -322,6 +322,7 @@ class MonitoringReport:
     quality: QualityResult | None
     decision: Decision
     policy: MonitoringPolicy
+    champion_spec: str | None = None  # spec name the monitored champion was trained with
 
     def summary(self) -> str:
         """One line for alerts and logs."""
@@ -565,4 +566,5 @@ def monitor(
         quality=quality,
         decision=decision,
         policy=policy,
+        champion_spec=champion.card.get("spec", {}).get("name"),
     )

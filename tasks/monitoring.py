@@ -85,7 +85,7 @@ def compute_drift_report(
     return {
         "model_name": model_name,
         "model_version": report.model_version,
-        "champion_spec": _champion_spec(store, model_name),
+        "champion_spec": report.champion_spec,
         "run_id": report.run_id,
         "drift": report.decision.drift,
         "decision": report.decision.status,
@@ -102,14 +102,6 @@ def compute_drift_report(
         "prediction_drift": report.drift.prediction_drift,
         "quality": report.quality.to_dict() if report.quality else None,
     }
-
-
-def _champion_spec(store: Any, model_name: str) -> str | None:
-    """The spec name the champion was trained with, so a retrain keeps the model family."""
-    try:
-        return registry.resolve(store, model_name).card.get("spec", {}).get("name")
-    except registry.ModelNotFoundError:
-        return None
 
 
 @task(name="emit-drift-event", cache_policy=NONE)

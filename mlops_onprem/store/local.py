@@ -141,13 +141,14 @@ class LocalStore(ObjectStore):
             raise ObjectNotFoundError(f"object {key!r} not found in {self.location}")
         return meta
 
+    def _missing_blob(self, key: str, meta: dict[str, Any]) -> IntegrityError:
+        return IntegrityError(f"object {key!r} in {self.location}: its blob {meta['blob']} is missing")
+
     def _read_verified(self, key: str, meta: dict[str, Any], *, verify: bool) -> bytes:
         try:
             data = (self._blobs / meta["blob"]).read_bytes()
         except FileNotFoundError as exc:
-            raise IntegrityError(
-                f"object {key!r} in {self.location}: its blob {meta['blob']} is missing"
-            ) from exc
+            raise self._missing_blob(key, meta) from exc
         if verify and sha256_bytes(data) != meta["sha256"]:
             raise IntegrityError(
                 f"object {key!r} in {self.location} does not match its recorded SHA-256 "
@@ -191,9 +192,7 @@ class LocalStore(ObjectStore):
                 try:
                     sha, _size = _copy_hashing(self._blobs / meta["blob"], tmp)
                 except FileNotFoundError as exc:
-                    raise IntegrityError(
-                        f"object {key!r} in {self.location}: its blob {meta['blob']} is missing"
-                    ) from exc
+                    raise self._missing_blob(key, meta) from exc
             if verify and sha != meta["sha256"]:
                 raise IntegrityError(
                     f"object {key!r} in {self.location} does not match its recorded SHA-256"

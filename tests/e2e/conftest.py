@@ -34,6 +34,7 @@ import yaml
 from mlops_onprem import keys
 from mlops_onprem.store.parquet import put_dataframe
 from mlops_onprem.synthetic import SyntheticSpec, corrupt_batch, generate_batch
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -44,14 +45,6 @@ SERVER_START_TIMEOUT_S = 180.0
 
 
 # --- small process helpers ----------------------------------------------------------------
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def pg_tool(name: str) -> str:
     for directory in PG_BIN_DIRS:
         if (directory / name).exists():
