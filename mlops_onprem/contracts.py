@@ -123,6 +123,11 @@ class Contract(_Strict):
     extra_columns: Literal["reject", "ignore"] = "reject"
     warn_only: tuple[str, ...] = ()
     extra_expectations: tuple[ExtraExpectation, ...] = ()
+    #: file formats a landed batch may have (others are rejected, never skipped silently)
+    formats: tuple[Literal["parquet", "csv"], ...] = Field(default=("parquet", "csv"), min_length=1)
+    #: row keys already landed in another current batch version: reject the newer batch,
+    #: warn and keep both, or keep the newest batch's rows (training and monitoring drop the older)
+    row_key_overlap: Literal["reject", "warn", "keep_latest"] = "reject"
 
     @model_validator(mode="after")
     def _names_unique(self) -> Contract:

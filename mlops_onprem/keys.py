@@ -19,6 +19,9 @@ Layout of the bucket::
     monitoring/<model>/<run>/...                       drift reports (json, md, png)
     models/<name>/staging/<run>/...                    a candidate before it is registered
     control/retrain/<model>.json                       retrain debounce pointer (CAS)
+    ledger/<dataset>/index.json                        batch ledger: compacted state (CAS)
+    ledger/<dataset>/events/<version>/<event>.json     ... and its immutable events
+    monitoring/<model>/windows/<run>.json              which batch versions a monitoring run read
     control/cas-probe/..., control/doctor/...          short-lived capability and speed probes
 """
 
@@ -211,6 +214,26 @@ def scoring_quarantine_key(dataset: str, run_id: str, batch_id: str, original_na
     """Where scoring quarantines a bad partition: apart from the ingest gate's quarantine."""
     return (quarantine_prefix(dataset, batch_id) + "scoring/" + validate_name(run_id, "run id") + "/"
             + validate_name(original_name, "file name"))
+
+
+def ledger_index_key(dataset: str) -> str:
+    """The batch ledger's compacted index of ``dataset`` (a CAS pointer)."""
+    return join("ledger", validate_name(dataset, "dataset"), "index.json")
+
+
+def ledger_events_prefix(dataset: str, version: str | None = None) -> str:
+    base = join("ledger", validate_name(dataset, "dataset"), "events") + "/"
+    return base if version is None else base + validate_name(version, "batch version") + "/"
+
+
+def ledger_event_key(dataset: str, version: str, event_id: str) -> str:
+    return ledger_events_prefix(dataset, version) + validate_name(event_id + ".json", "event id")
+
+
+def monitoring_window_key(model: str, run_id: str) -> str:
+    """The batch versions (and rows) one monitoring run read."""
+    return join("monitoring", validate_name(model, "model name"), "windows",
+                validate_name(run_id + ".json", "run id"))
 
 
 def control_key(*names: str) -> str:
