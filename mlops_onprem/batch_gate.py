@@ -89,7 +89,7 @@ def discover_landings(
             continue
         sha = _content_sha256(store, info.key, info.sha256)
         events.append(ledger.landed_event(stage, key=info.key, etag=info.etag, sha256=sha,
-                                          size=info.size))
+                                          size=info.size, partition_day=day))
     return events
 
 

@@ -30,14 +30,14 @@ import json
 import random
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from mlops_onprem import keys
 from mlops_onprem.errors import MlopsError, PointerConflictError
-from mlops_onprem.store.base import ObjectStore
+from mlops_onprem.store.base import ObjectStore, Pointer
 
 FORMAT = 1
 STAGE_TRAINING = "training"
@@ -90,10 +90,12 @@ def make_event(kind: str, version: str, *, identity: Iterable[Any], at: str | No
 
 
 def landed_event(stage: str, *, key: str, etag: str, sha256: str, size: int,
-                 at: str | None = None) -> dict[str, Any]:
+                 partition_day: str | None, at: str | None = None) -> dict[str, Any]:
+    """The ``landed`` event of ``key``; ``partition_day`` is its :func:`partition_date`
+    (None when the key has no valid ``dt=`` segment)."""
     version = version_id(stage, sha256)
     return make_event("landed", version, identity=(key, etag), at=at, stage=stage, key=key,
-                      etag=etag, sha256=sha256, size=int(size), partition_date=partition_date(key))
+                      etag=etag, sha256=sha256, size=int(size), partition_date=partition_day)
 
 
 def empty_index(dataset: str) -> dict[str, Any]:
@@ -261,9 +263,7 @@ def scored_window(index: dict[str, Any], model_ref: str, *, as_of: str | None = 
 def version_for_key(index: dict[str, Any], key: str) -> VersionView | None:
     """The current version of a landed key."""
     entry = index["keys"].get(key)
-    if entry is None:
-        return None
-    return next(v for v in versions(index) if v.id == entry["version"])
+    return None if entry is None else VersionView(index["versions"][entry["version"]], True)
 
 
 # --- the store part -------------------------------------------------------------------------
@@ -271,9 +271,7 @@ def index_key(dataset: str) -> str:
     return keys.ledger_index_key(dataset)
 
 
-def read_index(store: ObjectStore, dataset: str) -> dict[str, Any]:
-    """The compacted index of ``dataset`` (empty when nothing was ever recorded)."""
-    pointer = store.read_pointer(index_key(dataset))
+def _parse_index(store: ObjectStore, dataset: str, pointer: Pointer | None) -> dict[str, Any]:
     if pointer is None:
         return empty_index(dataset)
     value = pointer.value
@@ -281,6 +279,32 @@ def read_index(store: ObjectStore, dataset: str) -> dict[str, Any]:
         raise LedgerError(f"ledger index {index_key(dataset)!r} in {store.location} is malformed "
                           f"(format {value.get('format') if isinstance(value, dict) else '?'})")
     return value
+
+
+def read_index(store: ObjectStore, dataset: str) -> dict[str, Any]:
+    """The compacted index of ``dataset`` (empty when nothing was ever recorded)."""
+    return _parse_index(store, dataset, store.read_pointer(index_key(dataset)))
+
+
+def _commit(store: ObjectStore, dataset: str,
+            build: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """Compare-and-swap loop on the index: ``build`` maps the freshly read index to the new
+    one; on a conflict the index is re-read and rebuilt. Returns the committed index."""
+    for attempt in range(_CAS_ATTEMPTS):
+        pointer = store.read_pointer(index_key(dataset))
+        current = _parse_index(store, dataset, pointer)
+        updated = build(current)
+        if updated == current:
+            return current  # nothing new (e.g. a retry after a lost reply already folded it)
+        updated["updated_at"] = now_iso()
+        try:
+            store.write_pointer(index_key(dataset), updated,
+                                expected_token=pointer.token if pointer else None)
+            return updated
+        except PointerConflictError:
+            time.sleep(min(0.5, 0.01 * 2 ** attempt) * random.random())
+    raise LedgerError(f"ledger of {dataset!r} in {store.location}: {_CAS_ATTEMPTS} conflicting "
+                      "writers in a row; giving up (nothing lost: the events are stored)")
 
 
 def _write_event(store: ObjectStore, dataset: str, event: dict[str, Any]) -> None:
@@ -302,21 +326,7 @@ def record(store: ObjectStore, dataset: str, events: list[dict[str, Any]]) -> di
         return read_index(store, dataset)
     for event in events:
         _write_event(store, dataset, event)
-    for attempt in range(_CAS_ATTEMPTS):
-        pointer = store.read_pointer(index_key(dataset))
-        current = read_index(store, dataset) if pointer is None else pointer.value
-        updated = fold(current, events)
-        if updated == current:
-            return current  # every event was already folded in (a retry after a lost reply)
-        updated["updated_at"] = now_iso()
-        try:
-            store.write_pointer(index_key(dataset), updated,
-                                expected_token=pointer.token if pointer else None)
-            return updated
-        except PointerConflictError:
-            time.sleep(min(0.5, 0.01 * 2 ** attempt) * random.random())
-    raise LedgerError(f"ledger of {dataset!r} in {store.location}: {_CAS_ATTEMPTS} conflicting "
-                      "writers in a row; giving up (nothing lost: the events are stored)")
+    return _commit(store, dataset, lambda current: fold(current, events))
 
 
 def read_events(store: ObjectStore, dataset: str, version: str | None = None) -> list[dict[str, Any]]:
@@ -329,13 +339,5 @@ def read_events(store: ObjectStore, dataset: str, version: str | None = None) ->
 
 def rebuild_index(store: ObjectStore, dataset: str) -> dict[str, Any]:
     """Refold every stored event into a fresh index and commit it by CAS (repair)."""
-    index = fold(empty_index(dataset), read_events(store, dataset))
-    index["updated_at"] = now_iso()
-    while True:
-        pointer = store.read_pointer(index_key(dataset))
-        try:
-            store.write_pointer(index_key(dataset), index,
-                                expected_token=pointer.token if pointer else None)
-            return index
-        except PointerConflictError:
-            index = fold(empty_index(dataset), read_events(store, dataset))
+    return _commit(store, dataset,
+                   lambda _current: fold(empty_index(dataset), read_events(store, dataset)))

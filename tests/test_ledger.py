@@ -14,7 +14,8 @@ SHA_A, SHA_B = "a" * 64, "b" * 64
 
 
 def landed(key: str, etag: str, sha: str, stage: str = "scoring", at: str = "2026-01-01T00:00:00Z"):
-    return ledger.landed_event(stage, key=key, etag=etag, sha256=sha, size=10, at=at)
+    return ledger.landed_event(stage, key=key, etag=etag, sha256=sha, size=10,
+                               partition_day=ledger.partition_date(key), at=at)
 
 
 def test_same_bytes_under_two_keys_are_one_version_and_new_bytes_supersede_the_old():
@@ -132,6 +133,16 @@ def test_scoring_gate_rejects_bad_values_formats_and_overlaps_and_validates_good
     # a second run finds nothing new: every version was decided once
     assert _gate_all(store, contract)[1] == {}
     assert ledger.pending(index, "scoring") == []
+
+
+def test_a_malformed_partition_date_still_lands_dated_by_its_content(local_store):
+    contract = make_contract(SPEC)
+    batch = generate_batch(SPEC, 40, seed=4).drop(columns=["label"])
+    local_store.put_bytes("inbox/shop/dt=2026-13-45/a.parquet", dataframe_to_parquet_bytes(batch))
+    index, verdicts = _gate_all(local_store, contract)
+    assert verdicts["inbox/shop/dt=2026-13-45/a.parquet"].success
+    view = ledger.version_for_key(index, "inbox/shop/dt=2026-13-45/a.parquet")
+    assert view.data_date == str(batch["event_time"].max())[:10]
 
 
 def test_overlap_policy_keep_latest_validates_with_a_warning(local_store):
