@@ -43,18 +43,18 @@ def closed_loop_demo(
                           "(its ingest-batch run ends Failed with the reasons, the loop goes on)")
     land_synthetic_batch(dataset, "score-001", rows=rows, seed=200, start_row=10 * rows, for_scoring=True)
     first = run_pipeline(dataset=dataset, model_name=model_name, fail_on_rejected=False)
-    clean = monitor_model(model_name=model_name, dataset=dataset, last_n_runs=1, retrain=True)
+    clean = monitor_model(model_name=model_name, dataset=dataset, window_batches=1, retrain=True)
 
     # the world changes: inputs shift and the feature-label relationship moves
-    drifted_train = land_synthetic_batch(
+    land_synthetic_batch(
         dataset, "train-004-drifted", rows=2 * rows, seed=300, start_row=20 * rows,
         covariate_shift=covariate_shift, concept_shift=concept_shift)
-    drifted_score = land_synthetic_batch(
+    land_synthetic_batch(
         dataset, "score-002-drifted", rows=rows, seed=301, start_row=30 * rows, for_scoring=True,
         covariate_shift=covariate_shift, concept_shift=concept_shift)
-    ingest_batch(dataset, drifted_train["key"])
-    drifted_scoring = score_batch(dataset=dataset, input_prefix=drifted_score["key"], model_name=model_name)
-    drifted = monitor_model(model_name=model_name, dataset=dataset, last_n_runs=1, retrain=True)
+    ingest_batch(dataset, stage="training")
+    drifted_scoring = score_batch(dataset=dataset, model_name=model_name)  # only the new batch
+    drifted = monitor_model(model_name=model_name, dataset=dataset, window_batches=1, retrain=True)
     return {"pipeline": first, "clean_monitoring": clean, "drifted_scoring": drifted_scoring,
             "drifted_monitoring": drifted}
 

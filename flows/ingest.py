@@ -1,49 +1,72 @@
-"""Flow: land -> validate against the data contract -> validated/ or quarantine/.
+"""Flow ``ingest-batch``: every pending batch version of a dataset through its data contract.
 
-    incoming/<dataset>/<batch>.(parquet|csv)
-        -> validate-batch  (GX suite from data_contracts/<dataset>.yaml)
-        -> validated/<dataset>/<batch>.parquet           when every blocking rule passes
-           (validated-scoring/<dataset>/ at stage "scoring": never where training reads)
-        -> quarantine/<dataset>/<batch>/...  + Failed    when one does not
+    incoming/<ds>/...  (training)   inbox/<ds>/...  (scoring)   flat or Hive-style dt=YYYY-MM-DD/
+        -> register-landings   new (key, ETag) -> ``landed`` ledger events; same bytes = same
+                               version (no-op); new bytes under a key = a new version
+        -> validate-batch      one task per pending version (GX suite from data_contracts/)
+              validated/<ds>/<version>.parquet (training) | validated-scoring/<ds>/<version>.parquet
+              quarantine/<ds>/<version>/...   when a blocking rule fails
+           then the ``validated``/``rejected`` ledger event (the commit marker)
+
+One run gates every pending version (Great Expectations is imported once per process, not once
+per batch). A rejected batch does not stop the others; the run ends Failed afterwards naming
+every rejected key and its quarantine key (unless ``fail_on_rejected`` is False, as when
+``score-batch`` gates its inbox and reports the rejections itself).
 """
 
 from __future__ import annotations
 
-import argparse
-from typing import Literal
+from typing import Any, Literal
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
-from mlops_onprem.validation import batch_id_from_key
-from tasks.validation import quarantine, rejection, validate_batch
+from mlops_onprem import ledger
+from mlops_onprem.validation import BatchRejectedError
+from tasks.validation import register_landings, validate_batch
+
+Stage = Literal["training", "scoring"]
+
+
+def rejected_error(dataset: str, rejected: list[dict[str, Any]]) -> BatchRejectedError:
+    """The error a run ends with when batches were quarantined (names each key and where it went)."""
+    names = "; ".join(f"{r['source_key']} -> {r['routed_key']}: {r['message'][:400]}" for r in rejected)
+    return BatchRejectedError(f"{len(rejected)} batch(es) of {dataset!r} rejected and quarantined: "
+                              f"{names}", dataset=dataset, batch_id=",".join(r["version"] for r in rejected))
 
 
 @flow(name="ingest-batch")
 def ingest_batch(
-    dataset: str,
-    source_key: str,
-    batch_id: str | None = None,
+    dataset: str = "demo",
+    source_key: str | None = None,
+    stage: Stage | None = None,
+    start: str | None = None,
+    end: str | None = None,
     contract_path: str | None = None,
-    stage: Literal["training", "scoring"] = "training",
-) -> str:
-    """Gate one landed batch. Returns the validated key; a rejected batch fails the run.
+    revalidate: bool = False,
+    fail_on_rejected: bool = True,
+) -> dict[str, Any]:
+    """Gate every pending batch version of ``dataset`` (of ``stage``, or both stages; then
+    delayed label objects under ``labels/<ds>/`` are registered too).
 
-    ``stage`` is "training" (label required) or "scoring" (label must be absent).
+    ``source_key`` limits the run to one landed key or a key prefix; ``start``/``end`` (ISO
+    dates) to batches whose data date (Hive partition, else newest timestamp, else landing day)
+    lies in the range. ``revalidate`` gates again versions decided under another contract
+    version. Returns ``{dataset, validated: [verdict], rejected: [verdict]}``.
+    Raises BatchRejectedError after gating everything when a batch was rejected (unless
+    ``fail_on_rejected`` is False); store or contract errors stop the run (not a verdict).
     """
-    batch_id = batch_id or batch_id_from_key(source_key)
-    outcome = validate_batch(dataset, source_key, batch_id, stage, contract_path)
-    if not outcome.success:
-        quarantine_key = quarantine(outcome)
-        raise rejection(outcome, quarantine_key)
-    return outcome.validated_key
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Validate one landed batch against its contract.")
-    parser.add_argument("dataset")
-    parser.add_argument("source_key", help="object key of the landed batch, e.g. incoming/demo/b1.parquet")
-    parser.add_argument("--batch-id")
-    parser.add_argument("--contract")
-    parser.add_argument("--stage", choices=["training", "scoring"], default="training")
-    args = parser.parse_args()
-    print(ingest_batch(args.dataset, args.source_key, args.batch_id, args.contract, args.stage))
+    stages = [stage] if stage else [ledger.STAGE_TRAINING, ledger.STAGE_SCORING]
+    todo = register_landings(dataset, stages, source_prefix=source_key, start=start, end=end,
+                             contract_path=contract_path, revalidate=revalidate,
+                             register_labels=stage is None)
+    # one at a time, oldest first: each verdict is in the ledger before the next batch's
+    # cross-batch row-key check reads it (an I/O error stops the run: it is not a verdict)
+    verdicts = [validate_batch(dataset, version, contract_path) for version in todo]
+    summary = {"dataset": dataset,
+               "validated": [v for v in verdicts if v["success"]],
+               "rejected": [v for v in verdicts if not v["success"]]}
+    get_run_logger().info("%s: %d batch version(s) validated, %d rejected", dataset,
+                          len(summary["validated"]), len(summary["rejected"]))
+    if summary["rejected"] and fail_on_rejected:
+        raise rejected_error(dataset, summary["rejected"])
+    return summary

@@ -1,5 +1,5 @@
-"""Flow ``monitor-model``: drift and quality of the champion's recent scoring runs, and the
-closed loop back to training.
+"""Flow ``monitor-model``: drift and quality of the batches the champion scored in a window
+(from the batch ledger: each batch once), and the closed loop back to training.
 
 Pipeline::
 
@@ -35,14 +35,21 @@ from tasks.monitoring import (
 def monitor_model(
     model_name: str = "demo",
     dataset: str = "demo",
-    last_n_runs: int = 5,
-    last_days: float | None = None,
+    window_days: int | None = 7,
+    window_batches: int | None = None,
+    as_of: str | None = None,
     retrain: bool = True,
     training_deployment: str | None = None,
     policy: MonitoringPolicy | None = None,
 ) -> dict[str, Any]:
-    """Monitor ``model_name``'s champion over its last ``last_n_runs`` scoring runs (and at
-    most ``last_days`` days); on drift emit an event, alert and (with ``retrain``) retrain.
+    """Monitor ``model_name``'s champion over the batches it scored in the window; on drift
+    emit an event, alert and (with ``retrain``) retrain.
+
+    The window holds the batch versions whose data date lies within ``window_days`` days up
+    to ``as_of`` (ISO date; default: the newest data date the champion scored) and, with
+    ``window_batches``, at most that many newest ones; each version once, whatever the number
+    of scoring runs. Labels join by row key; labels that arrive late count in every later
+    window holding their rows.
 
     ``training_deployment`` ("train-model/<deployment>") runs training as a deployment; without
     it the training flow runs embedded as a subflow. ``policy`` (a
@@ -53,7 +60,8 @@ def monitor_model(
     with its message) or the embedded training error, after recording it on the retrain
     pointer and alerting.
     """
-    record = compute_drift_report(model_name, dataset, last_n_runs, last_days, policy=policy)
+    record = compute_drift_report(model_name, dataset, window_days=window_days,
+                                  window_batches=window_batches, as_of=as_of, policy=policy)
     result: dict[str, Any] = {**record, "event_id": None, "alert": None,
                               "retrain": {"status": "not_needed"}}
     if not record["drift"]:
@@ -102,13 +110,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Monitor a model's drift and retrain on drift.")
     parser.add_argument("--model-name", default="demo")
     parser.add_argument("--dataset", default="demo")
-    parser.add_argument("--last-n-runs", type=int, default=5)
-    parser.add_argument("--last-days", type=float, default=None)
+    parser.add_argument("--window-days", type=int, default=7)
+    parser.add_argument("--window-batches", type=int, default=None)
+    parser.add_argument("--as-of", default=None, help="last data date of the window (YYYY-MM-DD)")
     parser.add_argument("--no-retrain", action="store_true")
     parser.add_argument("--training-deployment", default=None, help='e.g. "train-model/train"')
     args = parser.parse_args()
     print(json.dumps(monitor_model(
-        model_name=args.model_name, dataset=args.dataset, last_n_runs=args.last_n_runs,
-        last_days=args.last_days, retrain=not args.no_retrain,
+        model_name=args.model_name, dataset=args.dataset, window_days=args.window_days,
+        window_batches=args.window_batches, as_of=args.as_of, retrain=not args.no_retrain,
         training_deployment=args.training_deployment,
     ), indent=2, default=str))

@@ -15,34 +15,12 @@ from mlops_onprem.store.base import ObjectStore
 from mlops_onprem.store.parquet import put_dataframe
 from mlops_onprem.synthetic import LABEL, ROW_KEY, SyntheticSpec, corrupt_batch, generate_batch
 
-LANDED_SUFFIXES = (".parquet", ".pq", ".csv")
-
 
 @dataclass(frozen=True)
 class LandedBatch:
     key: str
     rows: int
     sha256: str
-
-
-def pending_batch_keys(store: ObjectStore, dataset: str) -> list[str]:
-    """Landed training batches of ``dataset`` not yet routed, in key order.
-
-    A batch is routed once its validated copy or its quarantine record exists; a run that
-    died between validating and routing leaves the batch pending, so it is never lost.
-    """
-    from mlops_onprem.validation import batch_id_from_key
-
-    pending = []
-    for info in store.list(keys.incoming_prefix(dataset)):
-        if not info.key.lower().endswith(LANDED_SUFFIXES):
-            continue
-        batch_id = batch_id_from_key(info.key)
-        routed = (store.exists(keys.validated_key(dataset, batch_id))
-                  or store.exists(keys.quarantine_result_key(dataset, batch_id)))
-        if not routed:
-            pending.append(info.key)
-    return pending
 
 
 def land_dataframe(store: ObjectStore, key: str, df: pd.DataFrame) -> LandedBatch:

@@ -7,19 +7,22 @@ trust part files listed in a manifest; a run prefix without a manifest is incomp
 Idempotency
     * Part names derive from the input object's key and ETag (:func:`part_name_for`), so a
       rerun over the same input rewrites the same keys.
-    * The run id derives from the model version and the sorted ``(key, etag)`` listing of the
-      input prefix (:func:`derive_run_id`) unless the caller pins one: the same input and the
-      same model give the same run prefix, a changed input or model gives a new one.
+    * The run id derives from the model version and the sorted input identities (the batch
+      versions the ledger selected, :func:`derive_run_id`) unless the caller pins one: the same
+      input and the same model give the same run prefix, a changed input or model a new one.
     * A crash before the manifest leaves parts without a manifest: not complete. The rerun
       (same run id) overwrites those parts in place, then writes the manifest.
+    * A complete run is immutable: :func:`publish_manifest` creates the manifest only if none
+      exists (a ``partial`` one may be replaced by compare-and-swap), and the flow checks for a
+      complete manifest before scoring, so rerunning a complete run is a no-op.
     * Objects under the run prefix that the new manifest does not list (e.g. left behind
       when a pinned run id is reused over different inputs, or by a partition that failed
-      this time) are deleted by :func:`prune_stale_parts` before the manifest is written.
+      this time) are deleted by :func:`prune_stale_parts` right after the manifest is written.
 
 Manifest JSON (monitoring reads exactly these fields)::
 
     {"model_name", "model_version", "run_id", "created_at" (ISO-8601 UTC),
-     "inputs":  [{"key", "etag", "sha256", "rows"}],
+     "inputs":  [{"key", "etag", "sha256", "rows", "version", "source_key"}],
      "outputs": [{"key", "rows", "sha256", "input_key"}],
      "timings": {...}, "contract_dataset", "contract_version",
      "failed_partitions": [{"key", "etag", "error"}], "status": "complete" | "partial"}
@@ -38,7 +41,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlops_onprem import keys
-from mlops_onprem.errors import MlopsError, ObjectNotFoundError
+from mlops_onprem.errors import MlopsError, ObjectNotFoundError, PointerConflictError
 from mlops_onprem.store.base import ObjectStore
 
 MANIFEST_NAME = "_manifest.json"
@@ -56,6 +59,8 @@ class ManifestInput:
     etag: str
     sha256: str | None
     rows: int
+    version: str | None = None  # the ledger's batch version scored (None for direct scoring)
+    source_key: str | None = None  # where the batch landed (``key`` is its validated copy)
 
 
 @dataclass(frozen=True)
@@ -191,10 +196,12 @@ def prune_stale_parts(store: ObjectStore, manifest: ScoringManifest) -> list[str
 
 
 def write_manifest(store: ObjectStore, manifest: ScoringManifest) -> str:
-    """Write the manifest (the run's last object); return its key.
+    """Publish the manifest (the run's last object), create-only; return its key.
 
-    Raises ManifestError if an output it lists is missing from the store (never publish a
-    manifest that points at nothing).
+    A ``partial`` manifest already there (an earlier attempt with failures) is replaced by
+    compare-and-swap; a ``complete`` one never is. Raises ManifestError if an output it lists
+    is missing from the store (never publish a manifest that points at nothing) or if the run
+    is already complete (or another writer published it first).
     """
     for output in manifest.outputs:
         if not store.exists(output.key):
@@ -202,7 +209,16 @@ def write_manifest(store: ObjectStore, manifest: ScoringManifest) -> str:
                 f"run {manifest.run_id}: output {output.key!r} (from {output.input_key!r}) is "
                 "missing from the store; manifest not written"
             )
-    store.put_json(manifest.key, manifest.to_json())
+    existing = store.read_pointer(manifest.key)
+    if existing is not None and existing.value.get("status") != STATUS_PARTIAL:
+        raise ManifestError(f"run {manifest.run_id} is already complete ({manifest.key}); a "
+                            "complete run is immutable: rescore under a new run id")
+    try:
+        store.write_pointer(manifest.key, manifest.to_json(),
+                            expected_token=existing.token if existing else None)
+    except PointerConflictError as exc:
+        raise ManifestError(f"run {manifest.run_id}: another writer published {manifest.key} "
+                            "first; nothing overwritten") from exc
     return manifest.key
 
 
@@ -274,7 +290,9 @@ def manifest_from_results(
             ))
             continue
         inputs.append(ManifestInput(key=partition["key"], etag=partition["etag"],
-                                    sha256=result.get("input_sha256"), rows=int(result["rows"])))
+                                    sha256=result.get("input_sha256"), rows=int(result["rows"]),
+                                    version=partition.get("version"),
+                                    source_key=partition.get("source_key")))
         outputs.append(ManifestOutput(key=result["output_key"], rows=int(result["rows"]),
                                       sha256=result.get("output_sha256"), input_key=partition["key"]))
     return build_manifest(

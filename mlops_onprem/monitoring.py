@@ -23,14 +23,14 @@ import json
 import math
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlops_onprem import keys
+from mlops_onprem import keys, ledger
 from mlops_onprem.contracts import Contract, Task
 from mlops_onprem.drift import ColumnDrift, DriftResult, DriftThresholds, Status, compute_drift
 from mlops_onprem.errors import MlopsError, MonitoringError, ObjectNotFoundError
@@ -80,108 +80,100 @@ def parse_utc(text: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def list_scoring_manifests(store: ObjectStore, model_name: str) -> list[str]:
-    """Keys of every scoring manifest of ``model_name`` (every version), sorted by key."""
-    return [
-        info.key for info in store.list(keys.predictions_model_prefix(model_name))
-        if info.key.endswith(MANIFEST_SUFFIX)
-    ]
-
-
-def select_runs(
-    manifests: list[dict[str, Any]],
-    *,
-    model_version: int | None,
-    last_n_runs: int | None,
-    last_days: float | None,
-    now: datetime | None = None,
-) -> list[dict[str, Any]]:
-    """The monitoring window: newest first, the given version only (None = any version),
-    at most ``last_n_runs`` runs, none older than ``last_days`` days."""
-    now = now or datetime.now(UTC)
-    chosen = [
-        m for m in manifests
-        if model_version is None or int(m["model_version"]) == int(model_version)
-    ]
-    if last_days is not None:
-        oldest = now - timedelta(days=last_days)
-        chosen = [m for m in chosen if parse_utc(m["created_at"]) >= oldest]
-    chosen.sort(key=lambda m: parse_utc(m["created_at"]), reverse=True)
-    return chosen[:last_n_runs] if last_n_runs is not None else chosen
-
-
 @dataclass
 class Window:
-    """The rows of the selected scoring runs: features (re-read from the inputs) and predictions."""
+    """The rows of the window's batch versions: features (their validated copies) and the
+    predictions the model version made for them, each batch version once."""
 
     features: pd.DataFrame
     predictions: pd.DataFrame
+    versions: list[dict[str, Any]]
     run_ids: list[str]
     manifest_keys: list[str]
     notes: list[str] = field(default_factory=list)
 
 
+def select_window(index: dict[str, Any], model_ref: str, *, window_days: int | None,
+                  window_batches: int | None, as_of: str | None) -> list[ledger.VersionView]:
+    """The scoring batch versions ``model_ref`` scored whose data date lies in the window:
+    ``window_days`` days up to ``as_of`` (default: the newest scored data date) and/or the
+    newest ``window_batches``. Each version at most once (its latest run)."""
+    return ledger.scored_window(index, model_ref, as_of=as_of, last_days=window_days,
+                                last_batches=window_batches)
+
+
+def _latest_per_key(frame: pd.DataFrame, row_key: str) -> tuple[pd.DataFrame, int]:
+    deduped = frame.drop_duplicates(row_key, keep="last")
+    return deduped.reset_index(drop=True), len(frame) - len(deduped)
+
+
 def load_window(
-    store: ObjectStore, manifests: list[dict[str, Any]], contract: Contract,
+    store: ObjectStore, views: list[ledger.VersionView], model_ref: str, contract: Contract,
     score_columns: list[str],
 ) -> Window:
-    """Read the inputs and outputs the manifests list.
+    """Read each version's validated copy (features) and the part its scoring run wrote.
 
-    An input whose ETag changed since it was scored is skipped (noted), because its rows
-    are no longer the rows that were scored.
+    Reads 2 objects per batch version and nothing else: the cost depends on the window, not on
+    the history. Rows whose key appears in two versions (allowed by a ``row_key_overlap`` policy
+    of warn / keep_latest) count once, from the newest version (noted).
     """
-    feature_frames, prediction_frames, notes = [], [], []
+    feature_frames, prediction_frames, notes, described = [], [], [], []
     feature_columns = [contract.row_key, *contract.feature_names]
-    for manifest in manifests:
-        skipped_inputs: set[str] = set()
-        for item in manifest.get("inputs", []):
-            try:
-                etag = store.stat(item["key"]).etag
-            except ObjectNotFoundError:
-                notes.append(f"input {item['key']} of run {manifest['run_id']} no longer exists")
-                skipped_inputs.add(item["key"])
-                continue
-            if item.get("etag") and etag != item["etag"]:
-                notes.append(f"input {item['key']} changed since run {manifest['run_id']}; skipped")
-                skipped_inputs.add(item["key"])
-                continue
-            feature_frames.append(get_dataframe(store, item["key"], columns=feature_columns))
-        for item in manifest.get("outputs", []):
-            if item.get("input_key") in skipped_inputs:
-                continue  # its features are not in the window: keep inputs and scores paired
-            frame = get_dataframe(store, item["key"])
-            wanted = [c for c in (contract.row_key, "predicted_label", *score_columns) if c in frame]
-            prediction_frames.append(frame[wanted])
-    features = (
-        pd.concat(feature_frames, ignore_index=True) if feature_frames
-        else pd.DataFrame(columns=feature_columns)
-    )
-    predictions = (
-        pd.concat(prediction_frames, ignore_index=True) if prediction_frames
-        else pd.DataFrame(columns=[contract.row_key, *score_columns])
-    )
+    for view in views:
+        scored = view.scored_by(model_ref)
+        try:
+            features = get_dataframe(store, view.validated_key, columns=feature_columns)
+            frame = get_dataframe(store, scored["output_key"])
+        except ObjectNotFoundError as exc:
+            notes.append(f"batch version {view.id} skipped: {exc}")
+            continue
+        feature_frames.append(features)
+        wanted = [c for c in (contract.row_key, "predicted_label", *score_columns) if c in frame]
+        prediction_frames.append(frame[wanted])
+        described.append({"version": view.id, "data_date": view.data_date,
+                          "source_key": (view.validation or {}).get("source_key"),
+                          "run_id": scored["run_id"], "manifest_key": scored["manifest_key"],
+                          "rows": len(features)})
+    features = (pd.concat(feature_frames, ignore_index=True) if feature_frames
+                else pd.DataFrame(columns=feature_columns))
+    predictions = (pd.concat(prediction_frames, ignore_index=True) if prediction_frames
+                   else pd.DataFrame(columns=[contract.row_key, *score_columns]))
+    features, repeated = _latest_per_key(features, contract.row_key)
+    predictions, _ = _latest_per_key(predictions, contract.row_key)
+    if repeated:
+        notes.append(f"{repeated} row(s) appeared in more than one batch version; counted once "
+                     "(newest version)")
     return Window(
-        features=features,
-        predictions=predictions,
-        run_ids=[m["run_id"] for m in manifests],
-        manifest_keys=[
-            keys.scoring_manifest_key(m["model_name"], int(m["model_version"]), m["run_id"])
-            for m in manifests
-        ],
-        notes=notes,
-    )
+        features=features, predictions=predictions, versions=described,
+        run_ids=list(dict.fromkeys(d["run_id"] for d in described)),
+        manifest_keys=list(dict.fromkeys(d["manifest_key"] for d in described)), notes=notes)
 
 
-def load_labels(store: ObjectStore, dataset: str, contract: Contract) -> pd.DataFrame:
-    """Every delayed-label object under ``labels/<dataset>/`` (row key and label columns)."""
+def load_labels(store: ObjectStore, index: dict[str, Any], contract: Contract,
+                row_keys: pd.Series) -> tuple[pd.DataFrame, list[str]]:
+    """The delayed labels of the window's rows: only label objects the ledger registered whose
+    row-key range overlaps the window's are read; a row labelled twice keeps its latest label.
+    Returns (row key + label frame, label object keys read)."""
     columns = [contract.row_key, contract.label_name]
-    frames = [
-        get_dataframe(store, info.key, columns=columns)
-        for info in store.list(keys.labels_prefix(dataset)) if info.key.endswith(".parquet")
-    ]
+    if row_keys.empty:
+        return pd.DataFrame(columns=columns), []
+    low, high = row_keys.min(), row_keys.max()
+    wanted = set(row_keys.tolist())
+    frames, read = [], []
+    for key, entry in sorted(index.get("labels", {}).items(), key=lambda item: str(item[1].get("at"))):
+        lo, hi = entry.get("row_key_min"), entry.get("row_key_max")
+        try:
+            if lo is None or hi is None or hi < low or high < lo:
+                continue
+        except TypeError:
+            continue  # keys of another type: not this window's rows
+        frame = get_dataframe(store, key, columns=columns)
+        frames.append(frame[frame[contract.row_key].isin(wanted)])
+        read.append(key)
     if not frames:
-        return pd.DataFrame(columns=columns)
-    return pd.concat(frames, ignore_index=True).drop_duplicates(contract.row_key, keep="last")
+        return pd.DataFrame(columns=columns), read
+    labels = pd.concat(frames, ignore_index=True).drop_duplicates(contract.row_key, keep="last")
+    return labels, read
 
 
 # --- live quality ---------------------------------------------------------------------------
@@ -327,7 +319,7 @@ class MonitoringReport:
     def summary(self) -> str:
         """One line for alerts and logs."""
         head = (f"{self.model_name} v{self.model_version}: {self.decision.status} "
-                f"({self.drift.n_current} rows, {len(self.window.get('run_ids', []))} runs)")
+                f"({self.drift.n_current} rows, {len(self.window.get('versions', []))} batches)")
         if self.decision.rules_fired:
             head += " - rules fired: " + ", ".join(self.decision.rules_fired)
         return head
@@ -383,8 +375,9 @@ def render_markdown(report: MonitoringReport, chart_png: bytes | None = None) ->
         f"- **Decision:** {report.decision.status.upper()}",
         f"- **Rules fired:** {', '.join(report.decision.rules_fired) or 'none'}",
         *[f"- {reason}" for reason in report.decision.reasons],
-        f"- **Window:** {d.n_current} rows from {len(report.window.get('run_ids', []))} scoring "
-        f"run(s) of dataset `{report.dataset}`",
+        f"- **Window:** {d.n_current} distinct rows from {len(report.window.get('versions', []))} "
+        f"batch version(s) of dataset `{report.dataset}`, data dates "
+        f"{' to '.join(report.window.get('data_dates') or ['?'])}",
         f"- **Monitoring run:** `{report.run_id}` at {report.created_at}",
         "",
     ]
@@ -414,6 +407,11 @@ def render_markdown(report: MonitoringReport, chart_png: bytes | None = None) ->
                   "|---|---|---|---|---|---|"]
         for column in d.predictions:
             lines += _method_rows(column)
+    if report.window.get("versions"):
+        lines += ["", "## Batches in the window", "", "| landed as | data date | rows | scoring run |",
+                  "|---|---|---|---|"]
+        lines += [f"| `{v.get('source_key') or v['version']}` | {v['data_date']} | {v['rows']:,} | "
+                  f"`{v['run_id']}` |" for v in report.window["versions"]]
     if report.window.get("notes"):
         lines += ["", "## Notes", "", *[f"- {note}" for note in report.window["notes"]]]
     if chart_png:
@@ -501,17 +499,20 @@ def monitor(
     model_name: str,
     dataset: str,
     *,
-    last_n_runs: int | None = 5,
-    last_days: float | None = None,
+    window_days: int | None = None,
+    window_batches: int | None = None,
+    as_of: str | None = None,
     policy: MonitoringPolicy | None = None,
     run_id: str | None = None,
     now: datetime | None = None,
 ) -> MonitoringReport:
-    """One monitoring pass over the champion's recent scoring runs (no report written).
+    """One monitoring pass over the batch versions the champion scored in the window (no
+    report written, nothing recorded).
 
-    Resolves the champion, loads its contract, card and reference profile, reads the window,
-    computes drift and live quality, and decides. Raises ``ModelNotFoundError`` without a
-    champion and :class:`NoScoringRunsError` when the champion has no run in the window.
+    Resolves the champion, loads its contract, card and reference profile, reads the ledger's
+    index once, then only the window's objects and the label objects overlapping it; computes
+    drift and live quality, and decides. Raises ``ModelNotFoundError`` without a champion and
+    :class:`NoScoringRunsError` when the champion scored nothing in the window.
     """
     from mlops_onprem import registry
 
@@ -527,22 +528,24 @@ def monitor(
         raise MonitoringError(
             f"model {model_name} v{champion.version} has no reference profile at {profile_key}"
         ) from exc
-    manifests = [store.get_json(key) for key in list_scoring_manifests(store, model_name)]
-    selected = select_runs(manifests, model_version=champion.version, last_n_runs=last_n_runs,
-                           last_days=last_days, now=now)
-    if not selected:
+    index = ledger.read_index(store, dataset)
+    model_ref = f"{model_name}@{champion.version}"
+    views = select_window(index, model_ref, window_days=window_days,
+                          window_batches=window_batches, as_of=as_of)
+    if not views:
         raise NoScoringRunsError(
-            f"model {model_name} v{champion.version} has no scoring run under "
-            f"{keys.predictions_model_prefix(model_name)} in the window "
-            f"(last_n_runs={last_n_runs}, last_days={last_days})"
+            f"model {model_name} v{champion.version} scored no batch of {dataset!r} in the window "
+            f"(window_days={window_days}, window_batches={window_batches}, as_of={as_of}; "
+            f"ledger {keys.ledger_index_key(dataset)})"
         )
-    window = load_window(store, selected, contract, list(profile.scores))
+    window = load_window(store, views, model_ref, contract, list(profile.scores))
     scores = window.predictions if set(profile.scores) <= set(window.predictions.columns) else None
     drift = compute_drift(profile, window.features, scores, policy.drift)
-    quality = None
+    quality, label_keys = None, []
     if contract.label is not None:
         try:
-            labels = load_labels(store, dataset, contract)
+            labels, label_keys = load_labels(store, index, contract,
+                                             window.predictions[contract.row_key])
             quality = live_quality(window.predictions, labels, contract, champion.card, policy)
         except MlopsError as exc:
             window.notes.append(f"live quality not computed: {exc}")
@@ -554,12 +557,16 @@ def monitor(
         run_id=run_id or new_monitoring_run_id(now),
         created_at=now.isoformat().replace("+00:00", "Z"),
         window={
+            "versions": window.versions,
             "run_ids": window.run_ids,
             "manifest_keys": window.manifest_keys,
+            "label_keys": label_keys,
             "feature_rows": len(window.features),
             "prediction_rows": len(window.predictions),
-            "last_n_runs": last_n_runs,
-            "last_days": last_days,
+            "window_days": window_days,
+            "window_batches": window_batches,
+            "as_of": as_of,
+            "data_dates": [views[0].data_date, views[-1].data_date],
             "notes": window.notes,
         },
         drift=drift,
@@ -568,3 +575,11 @@ def monitor(
         policy=policy,
         champion_spec=champion.card.get("spec", {}).get("name"),
     )
+
+
+def monitored_events(report: MonitoringReport) -> list[dict[str, Any]]:
+    """``monitored`` ledger events: which batch versions this monitoring run counted."""
+    return [ledger.make_event("monitored", item["version"], identity=(report.run_id,),
+                              monitoring_run_id=report.run_id, model_version=report.model_version,
+                              decision=report.decision.status)
+            for item in report.window.get("versions", [])]

@@ -516,7 +516,8 @@ def scoring_summary_markdown(summary: dict[str, Any], distribution: dict[str, An
         "",
         f"Model **{summary['model_name']} v{summary['model_version']}** on dataset "
         f"`{summary['contract_dataset']}` (contract v{summary['contract_version']}). "
-        f"Status: **{summary['status']}**.",
+        f"Status: **{summary['status']}**"
+        + (f", **{len(summary['rejected'])} batch(es) rejected**." if summary.get("rejected") else "."),
         "",
         "| | |",
         "|---|---|",
@@ -532,6 +533,15 @@ def scoring_summary_markdown(summary: dict[str, Any], distribution: dict[str, An
         "|" + "---|" * len(distribution),
         "| " + " | ".join(_fmt(v) for v in distribution.values()) + " |",
     ]
+    if summary.get("inputs"):
+        lines += ["", "## Batches scored", "", "| landed as | batch version | rows |", "|---|---|---|"]
+        lines += [f"| `{i['source_key']}` | `{i['version']}` | {i['rows']:,} |"
+                  for i in summary["inputs"]]
+    if summary.get("rejected"):
+        lines += ["", "## Batches rejected by the contract (not scored)", "",
+                  "| landed as | quarantined at | reason |", "|---|---|---|"]
+        lines += [f"| `{r['source_key']}` | `{r['routed_key']}` | {r['message'][:300].replace('|', '/')} |"
+                  for r in summary["rejected"]]
     if summary["failed_partitions"]:
         lines += ["", "## Failed partitions (quarantined)", "", "| input | error |", "|---|---|"]
         lines += [f"| `{f['key']}` | {f['error'][:300].replace('|', '/')} |"

@@ -1,4 +1,4 @@
-"""Prefect tasks that land data in the store and find batches waiting for validation."""
+"""Prefect task that lands synthetic data in the store (the demo's upstream system)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,6 @@ from prefect.cache_policies import NONE
 from mlops_onprem import landing
 from mlops_onprem.store import open_store
 from mlops_onprem.synthetic import SyntheticSpec
-
-
-@task(name="list-pending-batches", cache_policy=NONE, retries=2, retry_delay_seconds=[1, 5])
-def list_pending_batches(dataset: str) -> list[str]:
-    """Keys of landed training batches of ``dataset`` that were never validated."""
-    pending = landing.pending_batch_keys(open_store(), dataset)
-    get_run_logger().info("%d landed batch(es) of %s wait for validation", len(pending), dataset)
-    return pending
-
-
-@task(name="has-objects", cache_policy=NONE, retries=2, retry_delay_seconds=[1, 5])
-def has_objects(prefix: str) -> bool:
-    """Whether anything is stored under ``prefix``."""
-    return next(iter(open_store().list(prefix)), None) is not None
 
 
 @task(name="land-synthetic-batch", cache_policy=NONE)

@@ -13,14 +13,15 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.events import emit_event
 
-from mlops_onprem import keys, registry
+from mlops_onprem import batch_gate, keys, ledger, registry
 from mlops_onprem.alerts import drift_alert, retrain_alert, send_alert
-from mlops_onprem.errors import StoreUnavailableError
+from mlops_onprem.errors import MlopsError, StoreUnavailableError
 from mlops_onprem.monitoring import (
     DECISION_INSUFFICIENT,
     MonitoringPolicy,
     NoScoringRunsError,
     monitor,
+    monitored_events,
     write_report,
 )
 from mlops_onprem.retrain_control import RetrainClaim, claim_retrain, finish_retrain
@@ -47,10 +48,11 @@ def _store_unavailable(task: Any, task_run: Any, state: Any) -> bool:
     retry_condition_fn=_store_unavailable,
 )
 def compute_drift_report(
-    model_name: str, dataset: str, last_n_runs: int | None, last_days: float | None,
-    run_id: str | None = None, policy: MonitoringPolicy | None = None,
+    model_name: str, dataset: str, *, window_days: int | None, window_batches: int | None,
+    as_of: str | None = None, run_id: str | None = None, policy: MonitoringPolicy | None = None,
 ) -> dict[str, Any]:
-    """Monitor the champion's recent scoring runs; store the report and publish it.
+    """Register new label objects in the ledger, monitor the batch versions the champion scored
+    in the window, store the report, record which versions it counted, publish it.
 
     ``policy`` sets the decision and per-method thresholds (documented defaults when None).
 
@@ -61,8 +63,10 @@ def compute_drift_report(
     """
     logger = get_run_logger()
     store = open_store()
+    register_labels(store, model_name, dataset)
     try:
-        report = monitor(store, model_name, dataset, last_n_runs=last_n_runs, last_days=last_days,
+        report = monitor(store, model_name, dataset, window_days=window_days,
+                         window_batches=window_batches, as_of=as_of,
                          policy=policy or MonitoringPolicy(), run_id=run_id)
     except NoScoringRunsError as exc:
         logger.warning("%s", exc)
@@ -73,8 +77,10 @@ def compute_drift_report(
             "summary": f"{model_name}: no scoring run to monitor", "report_key": None,
             "markdown_key": None, "png_key": None, "rows": 0, "drifted_features": [],
             "drifted_share": 0.0, "prediction_drift": False, "quality": None,
+            "window": None, "window_versions": [],
         }
     report_keys, markdown = write_report(store, report)
+    ledger.record(store, dataset, monitored_events(report))
     create_markdown_artifact(
         markdown=markdown + f"\nReport: `{report_keys.json}`\n",
         key=artifact_key("drift-report", model_name),
@@ -101,7 +107,23 @@ def compute_drift_report(
         "drifted_share": report.drift.drifted_share,
         "prediction_drift": report.drift.prediction_drift,
         "quality": report.quality.to_dict() if report.quality else None,
+        "window": {k: report.window.get(k) for k in ("run_ids", "data_dates", "feature_rows",
+                                                      "window_days", "window_batches", "as_of")},
+        "window_versions": [v["version"] for v in report.window.get("versions", [])],
     }
+
+
+def register_labels(store: Any, model_name: str, dataset: str) -> int:
+    """Record label objects that landed since the last run (row-key range each), so the
+    window reads only the label objects it needs. Returns how many were new."""
+    try:
+        contract = registry.load_contract(store, registry.resolve(store, model_name))
+    except MlopsError:
+        return 0  # no champion: monitor() says so with the right error
+    index = ledger.read_index(store, dataset)
+    events = batch_gate.discover_labels(store, dataset, contract, index)
+    ledger.record(store, dataset, events)
+    return sum(e["version"] == "labels" for e in events)
 
 
 @task(name="emit-drift-event", cache_policy=NONE)

@@ -16,12 +16,16 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.logging import get_run_logger
 
-from mlops_onprem.contracts import Contract, find_contract, load_contract
+from mlops_onprem import ledger
 from mlops_onprem.errors import DataValidationError, StoreUnavailableError
 from mlops_onprem.manifest import (
+    STATUS_COMPLETE,
+    ScoringManifest,
+    find_manifest,
     manifest_from_results,
     prune_stale_parts,
     raise_if_failed,
+    read_manifest,
     write_manifest,
 )
 from mlops_onprem.scoring import (
@@ -29,7 +33,6 @@ from mlops_onprem.scoring import (
     InputChangedError,
     InputPartition,
     ModelRef,
-    list_input_partitions,
     quarantine_partition,
     resolve_scoring_model,
     score_distribution,
@@ -37,8 +40,10 @@ from mlops_onprem.scoring import (
     scoring_schema_check,
     scoring_summary_markdown,
 )
+from mlops_onprem.scoring_plan import partitions_for, plan_run_id, scored_events, select_versions
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store import open_store
+from tasks.validation import dataset_contract
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     StoreUnavailableError, ConnectionError, TimeoutError,
@@ -48,17 +53,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 def retry_on_transient_io(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect ``retry_condition_fn``: retry only when the failure was transient I/O."""
     return isinstance(state.data, TRANSIENT_ERRORS)
-
-
-def dataset_contract(dataset: str, contract_path: str | None = None) -> Contract:
-    """The contract at ``contract_path``, else ``data_contracts/<dataset>.yaml``.
-
-    Raises ContractError when it cannot be loaded, ValueError when it is another dataset's.
-    """
-    contract = load_contract(contract_path) if contract_path else find_contract(dataset)
-    if contract.dataset != dataset:
-        raise ValueError(f"contract for dataset {contract.dataset!r} used for dataset {dataset!r}")
-    return contract
 
 
 _IO_RETRIES: dict[str, Any] = dict(
@@ -85,12 +79,30 @@ def resolve_model(
             "contract_version": contract.version}
 
 
-@task(name="list-partitions", **_IO_RETRIES)
-def list_partitions(input_prefix: str) -> list[dict[str, Any]]:
-    """The ``.parquet`` objects under ``input_prefix`` as ``{key, etag, size}`` records."""
-    partitions = list_input_partitions(open_store(), input_prefix)
-    get_run_logger().info("%d partition(s) under %s", len(partitions), input_prefix)
-    return [p.to_record() for p in partitions]
+@task(name="plan-scoring-run", **_IO_RETRIES)
+def plan_scoring_run(
+    dataset: str, model: dict[str, Any], *, mode: str, start: str | None, end: str | None,
+    prefix: str | None, run_id: str | None, nonce: str,
+) -> dict[str, Any]:
+    """Choose the batch versions to score from the ledger; return ``{run_id, partitions,
+    existing}`` where ``existing`` is the run's manifest key when that run is already complete
+    (then nothing is scored again)."""
+    store = open_store()
+    index = ledger.read_index(store, dataset)
+    ref = f"{model['name']}@{model['version']}"
+    views = select_versions(index, model["name"], mode=mode, start=start, end=end, prefix=prefix)
+    partitions = partitions_for(store, views)
+    run = run_id or plan_run_id(model["name"], model["version"], [v.id for v in views],
+                                mode=mode, nonce=nonce)
+    existing = find_manifest(store, model["name"], model["version"], run) if partitions else None
+    complete = existing is not None and existing.status == STATUS_COMPLETE
+    logger = get_run_logger()
+    if complete:
+        logger.info("run %s is already complete (%s): nothing is rescored", run, existing.key)
+    else:
+        logger.info("%d batch version(s) to score with %s (mode %s) as run %s", len(partitions),
+                    ref, mode, run)
+    return {"run_id": run, "partitions": partitions, "existing": existing.key if complete else None}
 
 
 @task(name="score-partition", task_run_name="score-partition-{partition[key]}", **_IO_RETRIES)
@@ -112,7 +124,7 @@ def score_partition(
     store = open_store()
     contract = dataset_contract(dataset, contract_path)
     model_ref = ModelRef(**{k: model[k] for k in ("name", "version", "onnx_key", "sha256")})
-    item = InputPartition(**partition)
+    item = InputPartition(**{k: partition[k] for k in ("key", "etag", "size")})
     try:
         record = score_object(
             store, item, model_ref, contract, run_id=run_id,
@@ -132,6 +144,27 @@ def score_partition(
     return record
 
 
+def run_summary(manifest: ScoringManifest, *, records: list[dict[str, Any]],
+                pruned: list[str], partitions: int) -> dict[str, Any]:
+    """The small record a scoring run returns (and its artifact shows)."""
+    return {
+        "run_id": manifest.run_id, "model_name": manifest.model_name,
+        "model_version": manifest.model_version, "manifest_key": manifest.key,
+        "status": manifest.status, "rows": manifest.rows, "partitions": partitions,
+        "output_keys": [o.key for o in manifest.outputs],
+        "inputs": [{"version": i.version, "source_key": i.source_key, "rows": i.rows}
+                   for i in manifest.inputs],
+        "failed_partitions": [
+            {"key": f.key, "etag": f.etag, "error": f.error} for f in manifest.failed_partitions
+        ],
+        "pruned_keys": pruned, "timings": manifest.timings,
+        "contract_dataset": manifest.contract_dataset,
+        "contract_version": manifest.contract_version,
+        "score_distribution": score_distribution(records),
+        "workers": sorted({r["worker"] for r in records}),
+    }
+
+
 @task(name="write-scoring-manifest", **_IO_RETRIES)
 def write_scoring_manifest(
     model: dict[str, Any],
@@ -140,7 +173,7 @@ def write_scoring_manifest(
     results: list[Any],
     started_at: float,
 ) -> dict[str, Any]:
-    """Prune stale parts, then write the run's manifest last; return the run summary record.
+    """Write the run's manifest last (create-only), prune stale parts; return the run summary.
 
     ``results`` holds, per partition, its record or the exception it failed with (pass the
     futures wrapped in ``allow_failure``). A run with failures still gets a manifest listing
@@ -166,20 +199,24 @@ def write_scoring_manifest(
     if pruned:
         logger.warning("removed %d stale object(s) from the run prefix: %s", len(pruned), pruned)
     logger.info("manifest %s written (%s, %d rows)", key, manifest.status, manifest.rows)
-    return {
-        "run_id": run_id, "model_name": manifest.model_name,
-        "model_version": manifest.model_version, "manifest_key": key,
-        "status": manifest.status, "rows": manifest.rows, "partitions": len(partitions),
-        "output_keys": [o.key for o in manifest.outputs],
-        "failed_partitions": [
-            {"key": f.key, "etag": f.etag, "error": f.error} for f in manifest.failed_partitions
-        ],
-        "pruned_keys": pruned, "timings": manifest.timings,
-        "contract_dataset": manifest.contract_dataset,
-        "contract_version": manifest.contract_version,
-        "score_distribution": score_distribution(records),
-        "workers": sorted({r["worker"] for r in records}),
-    }
+    return run_summary(manifest, records=records, pruned=pruned, partitions=len(partitions))
+
+
+@task(name="read-complete-run", **_IO_RETRIES)
+def read_complete_run(manifest_key: str) -> dict[str, Any]:
+    """The summary of a run that is already complete (a rerun of it changes nothing)."""
+    manifest = read_manifest(open_store(), manifest_key)
+    return run_summary(manifest, records=[], pruned=[], partitions=len(manifest.inputs))
+
+
+@task(name="record-scored-batches", **_IO_RETRIES)
+def record_scored(dataset: str, manifest_key: str, mode: str) -> int:
+    """Commit ``scored`` ledger events for every batch version the manifest's outputs cover
+    (moves each version's pointer for this model version to this run). Returns their count."""
+    store = open_store()
+    events = scored_events(read_manifest(store, manifest_key), mode=mode)
+    ledger.record(store, dataset, events)
+    return len(events)
 
 
 def _artifact_key(model_name: str) -> str:

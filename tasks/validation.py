@@ -1,21 +1,19 @@
-"""Prefect tasks of the data-contract gate: thin wrappers around :mod:`mlops_onprem.validation`."""
+"""Prefect tasks of the data-contract gate: thin wrappers around :mod:`mlops_onprem.batch_gate`
+and :mod:`mlops_onprem.ledger` (the ledger decides what is pending; the gate validates and routes).
+"""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
+from mlops_onprem import batch_gate, ledger
 from mlops_onprem.contracts import Contract, find_contract, load_contract
 from mlops_onprem.store import open_store
-from mlops_onprem.validation import (
-    BatchRejectedError,
-    GateOutcome,
-    quarantine_batch,
-    validate_landed_batch,
-)
 
 
 def _artifact_key(*parts: str) -> str:
@@ -23,55 +21,100 @@ def _artifact_key(*parts: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:200]
 
 
-def _contract(dataset: str, contract_path: str | None) -> Contract:
-    return load_contract(contract_path) if contract_path else find_contract(dataset)
+def dataset_contract(dataset: str, contract_path: str | None = None) -> Contract:
+    """The contract at ``contract_path``, else ``data_contracts/<dataset>.yaml``.
 
-
-# no retries: re-running a validation on the same bytes gives the same verdict; the store
-# client retries transient I/O errors itself (Settings.s3_max_retries)
-@task(name="validate-batch", cache_policy=NONE)
-def validate_batch(
-    dataset: str, source_key: str, batch_id: str, stage: str, contract_path: str | None = None,
-) -> GateOutcome:
-    """Validate the landed batch at ``source_key``; write its result and, if valid, validated/.
-
-    Publishes a markdown artifact (summary + failures + key of the full JSON result).
-    Returns the small :class:`GateOutcome` record (never the DataFrame).
+    Raises ContractError when it cannot be loaded, ValueError when it is another dataset's.
     """
-    logger = get_run_logger()
-    contract = _contract(dataset, contract_path)
+    contract = load_contract(contract_path) if contract_path else find_contract(dataset)
     if contract.dataset != dataset:
         raise ValueError(f"contract for dataset {contract.dataset!r} used for dataset {dataset!r}")
-    outcome, result = validate_landed_batch(
-        open_store(), contract=contract, source_key=source_key, batch_id=batch_id, stage=stage)
-    create_markdown_artifact(
-        markdown=result.summary_markdown(result_key=outcome.result_key),
-        key=_artifact_key("validation", dataset),
-        description=f"Contract validation of {source_key}",
-    )
-    log = logger.info if outcome.success else logger.error
-    log("%s (result: %s)", outcome.summary, outcome.result_key)
-    for warning in result.warnings:
-        logger.warning("warn-only rule failed: %s", warning.describe())
-    return outcome
+    return contract
 
 
-@task(name="quarantine-batch", cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
-def quarantine(outcome: GateOutcome) -> str:
-    """Copy a rejected batch and its result under quarantine/ (data first, result after).
+def _under(view: ledger.VersionView, prefix: str | None) -> bool:
+    return prefix is None or any(key.startswith(prefix) for key in view.state["keys"])
 
-    Returns the quarantine prefix's data key. Retried: it only copies, and copies are idempotent.
+
+@task(name="register-landings", cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
+def register_landings(
+    dataset: str, stages: list[str], *, source_prefix: str | None = None,
+    start: str | None = None, end: str | None = None, contract_path: str | None = None,
+    revalidate: bool = False, register_labels: bool = True,
+) -> list[str]:
+    """Record what landed (and, with ``register_labels``, new label objects under
+    ``labels/<ds>/``) in the ledger; return the versions to gate.
+
+    Those are the current versions of ``stages`` still pending (or, with ``revalidate``, decided
+    under another contract version), limited to keys under ``source_prefix`` and data dates in
+    [start, end]. Retried: discovery only adds idempotent events.
     """
-    data_key, result_key = quarantine_batch(
-        open_store(), dataset=outcome.dataset, batch_id=outcome.batch_id,
-        source_key=outcome.source_key, result_key=outcome.result_key)
-    get_run_logger().warning("quarantined %s as %s (result %s)", outcome.source_key, data_key, result_key)
-    return data_key
+    logger = get_run_logger()
+    store, contract = open_store(), dataset_contract(dataset, contract_path)
+    index = ledger.read_index(store, dataset)
+    events: list[dict[str, Any]] = []
+    for stage in stages:
+        base = batch_gate.landing_prefix(dataset, stage)
+        prefix = source_prefix if source_prefix and source_prefix.startswith(base) else base
+        if source_prefix and not source_prefix.startswith(base):
+            continue  # the requested key/prefix belongs to the other stage
+        events += batch_gate.discover_landings(store, dataset, stage, index, prefix=prefix,
+                                               start=start, end=end)
+    index = ledger.record(store, dataset, events)
+    label_events = (batch_gate.discover_labels(store, dataset, contract, index)
+                    if register_labels else [])
+    index = ledger.record(store, dataset, label_events)
+    landed = sum(e["kind"] == "landed" for e in events)
+    labelled = sum(e["version"] == "labels" for e in label_events)
+    todo: list[str] = []
+    for stage in stages:
+        for view in ledger.versions(index, stage=stage):
+            if not (view.current and _under(view, source_prefix) and ledger.in_range(view, start, end)):
+                continue
+            stale = (revalidate and view.validation is not None
+                     and view.validation.get("contract_version") != contract.version)
+            if view.status == "pending" or stale:
+                todo.append(view.id)
+    logger.info("%s: %d new landing(s), %d new label object(s); %d batch version(s) to validate",
+                dataset, landed, labelled, len(todo))
+    return todo
 
 
-def rejection(outcome: GateOutcome, quarantine_key: str) -> BatchRejectedError:
-    """The exception a flow raises for a rejected batch (names rules, columns, quarantine key)."""
-    return BatchRejectedError(
-        f"{outcome.message} | quarantined at {quarantine_key}; full result {outcome.result_key}",
-        dataset=outcome.dataset, batch_id=outcome.batch_id,
-    )
+def _verdict_markdown(verdict: batch_gate.GateVerdict, result_markdown: str) -> str:
+    routed = ("validated copy" if verdict.success else "**quarantined at**")
+    return "\n".join([
+        f"## `{verdict.source_key}` ({verdict.stage} batch)", "",
+        f"- batch version: `{verdict.version}`",
+        f"- {routed}: `{verdict.routed_key}`", "", result_markdown])
+
+
+# no retries: re-gating the same bytes gives the same verdict and the same keys; the store
+# client retries transient I/O itself (Settings.s3_max_retries)
+@task(name="validate-batch", task_run_name="validate-{version}", cache_policy=NONE)
+def validate_batch(dataset: str, version: str, contract_path: str | None = None) -> dict[str, Any]:
+    """Validate one batch version, route it (validated copy or quarantine), then record the
+    verdict in the ledger (the commit marker). Returns the verdict record.
+
+    Publishes a markdown artifact naming the batch, its version and where it was routed.
+    """
+    logger = get_run_logger()
+    store, contract = open_store(), dataset_contract(dataset, contract_path)
+    index = ledger.read_index(store, dataset)
+    state = index["versions"].get(version)
+    if state is None:
+        raise ledger.LedgerError(f"batch version {version} of {dataset!r} is not in the ledger")
+    view = ledger.VersionView(state, True)
+    verdict, result, event = batch_gate.gate_version(store, contract, index, view)
+    ledger.record(store, dataset, [event])
+    create_markdown_artifact(
+        markdown=_verdict_markdown(verdict, result.summary_markdown(result_key=verdict.result_key)),
+        key=_artifact_key("validation", dataset, "passed" if verdict.success else "rejected"),
+        description=f"Contract validation of {verdict.source_key}")
+    if verdict.success:
+        logger.info("%s -> %s: %s", verdict.source_key, verdict.routed_key, verdict.summary)
+    else:
+        logger.error("%s quarantined at %s: %s", verdict.source_key, verdict.routed_key,
+                     verdict.message)
+    for warning in verdict.warnings:
+        logger.warning("warn-only rule failed on %s: %s", verdict.source_key, warning)
+    return verdict.to_dict()

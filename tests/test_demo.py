@@ -12,7 +12,6 @@ import socket
 import pytest
 
 from flows.demo import closed_loop_demo, render_summary
-from mlops_onprem import keys
 from mlops_onprem.offline import TELEMETRY_OFF
 from mlops_onprem.store import open_store
 
@@ -51,7 +50,9 @@ def test_closed_loop_demo_runs_end_to_end_without_leaving_loopback(local_env):
     store = open_store()
     assert store.exists(pipeline["scoring"]["manifest_key"])
     assert store.exists(drifted["report_key"])
-    assert store.exists(keys.quarantine_result_key("demo", "train-bad"))
+    assert store.exists(pipeline["quarantined"][0]["quarantine_key"])
+    assert result["drifted_scoring"]["inputs"][0]["source_key"] == "inbox/demo/score-002-drifted.parquet"
+    assert len(result["drifted_scoring"]["inputs"]) == 1  # the nightly run scores only what is new
     summary = render_summary(result, 1.0, store.location)
     assert "quarantined batches   : incoming/demo/train-bad.parquet (corrupt on purpose)" in summary
     assert "retrain               : triggered -> version 2" in summary

@@ -1,4 +1,5 @@
-"""The ingest-batch flow against the moto S3 server: valid -> validated/, invalid -> quarantine/."""
+"""The ingest-batch flow against the moto S3 server and a real Prefect API: every pending batch
+version through the contract, keyed by content, recorded in the ledger."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import pytest
 from prefect.artifacts import Artifact
 
 from flows.ingest import ingest_batch
-from mlops_onprem import keys
+from mlops_onprem import keys, ledger
 from mlops_onprem.store.parquet import dataframe_to_parquet_bytes, get_dataframe
 from mlops_onprem.synthetic import SyntheticSpec, generate_batch, make_contract
+from mlops_onprem.validation import BatchRejectedError
 
 pytestmark = pytest.mark.s3
 
@@ -23,70 +25,117 @@ def contract_path(tmp_path):
     return str(path)
 
 
-def land(store, batch_id: str, data: bytes) -> str:
-    key = keys.incoming_key("shop", batch_id)
+def land(store, name: str, data: bytes, *, scoring: bool = False) -> str:
+    key = (keys.scoring_inbox_prefix("shop") if scoring else keys.incoming_prefix("shop")) + name
     store.put_bytes(key, data)
     return key
 
 
-def test_valid_batch_is_published_in_contract_order(s3_env, s3_store, contract_path):
+def batch_bytes(rows: int, seed: int, start_row: int = 0, **kwargs) -> bytes:
+    return dataframe_to_parquet_bytes(generate_batch(SPEC, rows, seed=seed, start_row=start_row, **kwargs))
+
+
+def test_valid_batch_is_published_in_contract_order_and_recorded(s3_env, s3_store, contract_path):
     batch = generate_batch(SPEC, 200, seed=1)
-    source = land(s3_store, "b1", dataframe_to_parquet_bytes(batch[batch.columns[::-1]]))
+    source = land(s3_store, "b1.parquet", dataframe_to_parquet_bytes(batch[batch.columns[::-1]]))
 
-    validated = ingest_batch("shop", source, contract_path=contract_path)
+    summary = ingest_batch("shop", contract_path=contract_path)
 
-    assert validated == keys.validated_key("shop", "b1")
-    published = get_dataframe(s3_store, validated)
+    (verdict,) = summary["validated"]
+    assert summary["rejected"] == [] and verdict["source_key"] == source
+    assert verdict["routed_key"] == keys.validated_key("shop", verdict["version"])
+    published = get_dataframe(s3_store, verdict["routed_key"])
     assert list(published.columns) == make_contract(SPEC).input_columns(with_label=True)
     assert len(published) == 200
-    assert s3_store.get_json(keys.validation_result_key("shop", "b1"))["success"] is True
-    assert not list(s3_store.list(keys.quarantine_prefix("shop", "b1")))
-    artifact = Artifact.get("validation-shop")
-    assert artifact is not None and "PASSED" in artifact.data
+    view = ledger.version_for_key(ledger.read_index(s3_store, "shop"), source)
+    assert view.status == "validated" and view.validation["contract_version"] == make_contract(SPEC).version
+    assert s3_store.get_json(view.validation["result_key"])["success"] is True
+    artifact = Artifact.get("validation-shop-passed")
+    assert artifact is not None and "PASSED" in artifact.data and source in artifact.data
 
 
-def test_invalid_batch_is_quarantined_and_the_run_fails_naming_rules(s3_env, s3_store, contract_path):
-    batch = generate_batch(SPEC, 200, seed=2)
+def test_same_bytes_are_a_no_op_even_under_another_key(s3_env, s3_store, contract_path):
+    source = land(s3_store, "b1.parquet", batch_bytes(100, seed=1))
+    (first,) = ingest_batch("shop", contract_path=contract_path)["validated"]
+    land(s3_store, "b1.parquet", batch_bytes(100, seed=1))  # re-upload, same bytes
+    copy = land(s3_store, "copy/b1.parquet", batch_bytes(100, seed=1))  # same content, other key
+    assert ingest_batch("shop", contract_path=contract_path) == {"dataset": "shop", "validated": [],
+                                                                  "rejected": []}
+    index = ledger.read_index(s3_store, "shop")
+    assert ledger.version_for_key(index, copy).id == ledger.version_for_key(index, source).id
+    assert [v.id for v in ledger.training_set(index)] == [first["version"]]  # trains once
+
+
+def test_a_corrected_upload_under_the_same_key_is_a_new_version_that_replaces_the_old(
+    s3_env, s3_store, contract_path
+):
+    land(s3_store, "b1.parquet", batch_bytes(100, seed=1))
+    (first,) = ingest_batch("shop", contract_path=contract_path)["validated"]
+    land(s3_store, "b1.parquet", batch_bytes(100, seed=2))  # corrected: same row keys, new values
+    (second,) = ingest_batch("shop", contract_path=contract_path)["validated"]
+    assert second["version"] != first["version"]
+    index = ledger.read_index(s3_store, "shop")
+    assert [v.id for v in ledger.training_set(index)] == [second["version"]]
+    assert index["versions"][first["version"]]["validation"]["status"] == "validated"  # history kept
+
+
+def test_a_reupload_that_fails_leaves_the_training_set(s3_env, s3_store, contract_path):
+    land(s3_store, "b1.parquet", batch_bytes(100, seed=1))
+    ingest_batch("shop", contract_path=contract_path)
+    bad = generate_batch(SPEC, 100, seed=3)
+    bad.loc[3, "num_00"] = np.inf
+    land(s3_store, "b1.parquet", dataframe_to_parquet_bytes(bad))
+    with pytest.raises(BatchRejectedError, match="b1.parquet"):
+        ingest_batch("shop", contract_path=contract_path)
+    assert ledger.training_set(ledger.read_index(s3_store, "shop")) == []
+
+
+def test_every_pending_batch_is_gated_in_one_run_and_the_run_fails_naming_the_rejected(
+    s3_env, s3_store, contract_path
+):
+    good = land(s3_store, "dt=2026-11-01/a.parquet", batch_bytes(100, seed=1))
+    batch = generate_batch(SPEC, 200, seed=2, start_row=1000)
     batch.loc[5, "num_00"] = np.inf
     batch.loc[7, "cat_00"] = "zulu"
     original = dataframe_to_parquet_bytes(batch)
-    source = land(s3_store, "b2", original)
+    bad = land(s3_store, "dt=2026-11-02/a.parquet", original)  # same file name, other partition
 
-    state = ingest_batch("shop", source, contract_path=contract_path, return_state=True)
+    state = ingest_batch("shop", contract_path=contract_path, return_state=True)
 
     assert state.is_failed()
+    assert bad in state.message and good not in state.message
     assert "range:num_00" in state.message and "categories:cat_00" in state.message
-    assert "'num_00'" in state.message and "'cat_00'" in state.message
-    quarantined = s3_store.get_bytes(keys.quarantine_data_key("shop", "b2", "b2.parquet"))
-    assert quarantined == original
-    assert s3_store.get_bytes(source) == original  # the landed object is untouched
-    record = s3_store.get_json(keys.quarantine_result_key("shop", "b2"))
-    assert record["success"] is False and record["blocking_failure_count"] == 2
-    assert not s3_store.exists(keys.validated_key("shop", "b2"))
-    artifact = Artifact.get("validation-shop")
-    assert "FAILED" in artifact.data and "range:num_00" in artifact.data
-    assert keys.validation_result_key("shop", "b2") in artifact.data
+    index = ledger.read_index(s3_store, "shop")
+    rejected = ledger.version_for_key(index, bad)
+    assert rejected.status == "rejected" and ledger.version_for_key(index, good).status == "validated"
+    quarantined = rejected.validation["quarantine_key"]
+    assert quarantined in state.message and s3_store.get_bytes(quarantined) == original
+    assert s3_store.get_bytes(bad) == original  # the landed object is untouched
+    assert not s3_store.exists(keys.validated_key("shop", rejected.id))
+    artifact = Artifact.get("validation-shop-rejected")
+    assert "FAILED" in artifact.data and quarantined in artifact.data
 
 
 def test_truncated_upload_is_quarantined_with_a_clear_message(s3_env, s3_store, contract_path):
-    data = dataframe_to_parquet_bytes(generate_batch(SPEC, 50, seed=3))
-    source = land(s3_store, "b3", data[: len(data) - 100])
-
-    state = ingest_batch("shop", source, batch_id="b3", contract_path=contract_path, return_state=True)
-
+    data = batch_bytes(50, seed=3)
+    land(s3_store, "b3.parquet", data[: len(data) - 100])
+    state = ingest_batch("shop", contract_path=contract_path, return_state=True)
     assert state.is_failed() and "truncated" in state.message
-    assert s3_store.exists(keys.quarantine_data_key("shop", "b3", "b3.parquet"))
-    assert s3_store.exists(keys.quarantine_result_key("shop", "b3"))
 
 
-def test_scoring_stage_rejects_a_batch_that_carries_the_label(s3_env, s3_store, contract_path):
-    source = land(s3_store, "b4", dataframe_to_parquet_bytes(generate_batch(SPEC, 50, seed=4)))
+def test_start_end_limit_hive_partitions_and_scoring_batches_never_reach_training(
+    s3_env, s3_store, contract_path
+):
+    land(s3_store, "dt=2026-11-01/a.parquet", batch_bytes(50, seed=1))
+    land(s3_store, "dt=2026-11-05/a.parquet", batch_bytes(50, seed=2, start_row=100))
+    summary = ingest_batch("shop", stage="training", start="2026-11-04", contract_path=contract_path)
+    assert [v["source_key"].split("/")[-2] for v in summary["validated"]] == ["dt=2026-11-05"]
 
-    state = ingest_batch("shop", source, contract_path=contract_path, stage="scoring", return_state=True)
-
-    assert state.is_failed() and "label_absent:label" in state.message and "leakage" in state.message
-    unlabeled = land(s3_store, "b5", dataframe_to_parquet_bytes(
-        generate_batch(SPEC, 50, seed=5, with_label=False)))
-    assert ingest_batch("shop", unlabeled, contract_path=contract_path, stage="scoring") == \
-        keys.validated_scoring_key("shop", "b5")
-    assert not s3_store.exists(keys.validated_key("shop", "b5"))  # training never sees it
+    labelled = land(s3_store, "s1.parquet", batch_bytes(50, seed=4, start_row=500), scoring=True)
+    state = ingest_batch("shop", stage="scoring", contract_path=contract_path, return_state=True)
+    assert state.is_failed() and labelled in state.message and "label_absent:label" in state.message
+    land(s3_store, "s2.parquet", batch_bytes(50, seed=5, start_row=600, with_label=False), scoring=True)
+    (verdict,) = ingest_batch("shop", stage="scoring", contract_path=contract_path)["validated"]
+    assert verdict["routed_key"] == keys.validated_scoring_key("shop", verdict["version"])
+    index = ledger.read_index(s3_store, "shop")
+    assert verdict["version"] not in {v.id for v in ledger.training_set(index)}

@@ -69,13 +69,26 @@ def test_manifest_round_trips_in_the_documented_format(store) -> None:
     raw = store.get_json(key)
     assert raw["created_at"] == "2026-11-01T12:00:00Z"
     assert raw["status"] == "complete"
-    assert set(raw["inputs"][0]) == {"key", "etag", "sha256", "rows"}
+    assert set(raw["inputs"][0]) == {"key", "etag", "sha256", "rows", "version", "source_key"}
     assert set(raw["outputs"][0]) == {"key", "rows", "sha256", "input_key"}
     assert [o["input_key"] for o in raw["outputs"]] == ["validated/demo/p1.parquet",
                                                         "validated/demo/p2.parquet"]
     assert read_manifest(store, key) == manifest
     assert find_manifest(store, "demo", 2, "run-x") == manifest
     assert list_manifest_keys(store, "demo") == [key]
+
+
+def test_a_complete_manifest_is_immutable_and_a_partial_one_is_replaced(store) -> None:
+    part = _output(store, "p1.parquet")
+    partial = _manifest([part], failed=[FailedPartition("validated/demo/p2.parquet", "boom")])
+    write_manifest(store, partial)
+    complete = _manifest([part])
+    key = write_manifest(store, complete)  # a retry of the failed partition completes the run
+    assert read_manifest(store, key) == complete
+    before = store.get_bytes(key)
+    with pytest.raises(ManifestError, match="already complete"):
+        write_manifest(store, _manifest([part, _output(store, "p3.parquet")]))
+    assert store.get_bytes(key) == before
 
 
 def test_manifest_is_not_written_when_an_output_is_missing(store) -> None:

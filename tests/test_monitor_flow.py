@@ -68,7 +68,7 @@ def test_closed_loop_clean_then_drift_alert_retrain_and_debounce(s3_env, s3_stor
 
     # clean period: no drift, nothing sent, no retrain
     _score(s3_store, "score-001", seed=500, start_row=100_000)
-    clean = monitor_model(model_name="demo", dataset="demo", last_n_runs=1)
+    clean = monitor_model(model_name="demo", dataset="demo", window_batches=1)
     assert clean["drift"] is False, clean["reasons"]
     assert clean["decision"] == "no_drift" and clean["retrain"] == {"status": "not_needed"}
     assert s3_store.exists(clean["report_key"]) and s3_store.exists(clean["png_key"])
@@ -79,7 +79,7 @@ def test_closed_loop_clean_then_drift_alert_retrain_and_debounce(s3_env, s3_stor
                                    covariate_shift=1.5, concept_shift=0.5)
     put_dataframe(s3_store, keys.validated_key("demo", "batch-drifted"), drifted_train)
     _score(s3_store, "score-002", seed=501, start_row=200_000, shift=1.5)
-    drifted = monitor_model(model_name="demo", dataset="demo", last_n_runs=1)
+    drifted = monitor_model(model_name="demo", dataset="demo", window_batches=1)
 
     assert drifted["drift"] is True and "feature_share" in drifted["rules_fired"]
     assert drifted["event_id"]
@@ -104,7 +104,7 @@ def test_closed_loop_clean_then_drift_alert_retrain_and_debounce(s3_env, s3_stor
     assert state["trigger"]["report_key"] == drifted["report_key"]
 
     # another monitor inside the cooldown never starts a second retrain
-    again = monitor_model(model_name="demo", dataset="demo", last_n_runs=1)
+    again = monitor_model(model_name="demo", dataset="demo", window_batches=1)
     assert again["retrain"]["status"] != "triggered"
     if retrain["promoted"]:
         # the new champion has not scored anything yet: nothing to judge
@@ -123,7 +123,7 @@ def test_a_failed_retrain_fails_the_monitor_with_its_message_records_it_and_aler
     for info in list(s3_store.list(keys.validated_prefix("demo"))):
         s3_store.delete(info.key)
 
-    state = monitor_model(model_name="demo", dataset="demo", last_n_runs=1, return_state=True)
+    state = monitor_model(model_name="demo", dataset="demo", window_batches=1, return_state=True)
 
     assert state.is_failed()
     with pytest.raises(Exception, match="validated") as excinfo:
@@ -142,7 +142,7 @@ def test_the_monitoring_policy_is_a_flow_parameter_that_changes_the_verdict(s3_e
     train_model(dataset="demo", model_name="demo", spec="logistic")
     _score(s3_store, "score-shifted", seed=700, start_row=400_000, shift=1.5)
 
-    default = monitor_model(model_name="demo", dataset="demo", last_n_runs=1, retrain=False)
+    default = monitor_model(model_name="demo", dataset="demo", window_batches=1, retrain=False)
     assert default["drift"] is True
 
     lenient = MonitoringPolicy(
@@ -150,7 +150,7 @@ def test_the_monitoring_policy_is_a_flow_parameter_that_changes_the_verdict(s3_e
                               chi2_p_value=1e-300, chi2_min_js=1.0, unseen_share=1.0),
         drifted_share=1.0, prediction_drift_triggers=False, max_quality_drop=10.0,
     )
-    relaxed = monitor_model(model_name="demo", dataset="demo", last_n_runs=1, retrain=False,
+    relaxed = monitor_model(model_name="demo", dataset="demo", window_batches=1, retrain=False,
                             policy=lenient)
     assert relaxed["drift"] is False, relaxed["reasons"]
     assert relaxed["retrain"] == {"status": "not_needed"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,6 @@ from mlops_onprem.monitoring import (
     monitor,
     render_drift_chart,
     render_markdown,
-    select_runs,
     write_report,
 )
 from mlops_onprem.onnx_io import build_feeds, create_session, run_scores
@@ -51,19 +50,6 @@ def profile():
 
 def _scores(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"score": 1 / (1 + np.exp(-frame["num_00"].to_numpy()))})
-
-
-# --- window --------------------------------------------------------------------------------
-def test_select_runs_keeps_the_newest_runs_of_the_version_within_the_days():
-    manifests = [
-        {"run_id": f"r{i}", "model_version": 1 if i != 3 else 2,
-         "created_at": (NOW - timedelta(days=i)).isoformat().replace("+00:00", "Z")}
-        for i in range(6)
-    ]
-    chosen = select_runs(manifests, model_version=1, last_n_runs=3, last_days=None, now=NOW)
-    assert [m["run_id"] for m in chosen] == ["r0", "r1", "r2"]
-    chosen = select_runs(manifests, model_version=1, last_n_runs=10, last_days=4.5, now=NOW)
-    assert [m["run_id"] for m in chosen] == ["r0", "r1", "r2", "r4"]
 
 
 # --- live quality -----------------------------------------------------------------------------
@@ -162,44 +148,60 @@ def _score_with_champion(store, contract, frame: pd.DataFrame, version) -> pd.Da
 
 
 def _write_scoring_run(store, contract, version, run_id: str, frame: pd.DataFrame) -> str:
-    """A scoring run laid out as the scoring flow writes it (inputs, part, manifest last)."""
-    input_key = keys.validated_key("demo", f"score-{run_id}")
-    info = put_dataframe(store, input_key, frame.drop(columns=["label"]))
+    """A scored batch as the flows leave it: inbox object, validated copy, part, manifest, the
+    ledger's landed/validated/scored events, and its delayed labels (registered)."""
+    from mlops_onprem import batch_gate, ledger
+    from mlops_onprem.store.base import sha256_bytes
+
+    unlabelled = frame.drop(columns=["label"])
+    inbox = keys.scoring_inbox_key("demo", f"score-{run_id}")
+    info = put_dataframe(store, inbox, unlabelled)
+    landed = ledger.landed_event("scoring", key=inbox, etag=info.etag, sha256=info.sha256 or
+                                 sha256_bytes(store.get_bytes(inbox)), size=info.size,
+                                 partition_day=None)
+    vid = landed["version"]
+    validated_key = keys.validated_scoring_key("demo", vid)
+    put_dataframe(store, validated_key, unlabelled)
     out_key = keys.prediction_part_key("demo", version.version, run_id, "part-0.parquet")
-    out = _score_with_champion(store, contract, frame, version)
-    put_dataframe(store, out_key, out)
-    manifest = {
-        "model_name": "demo", "model_version": version.version, "run_id": run_id,
-        "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "inputs": [{"key": input_key, "etag": info.etag, "sha256": info.sha256, "rows": len(frame)}],
-        "outputs": [{"key": out_key, "rows": len(out), "sha256": None, "input_key": input_key}],
-        "timings": {}, "contract_dataset": "demo", "contract_version": contract.version,
-    }
-    key = keys.scoring_manifest_key("demo", version.version, run_id)
-    store.put_json(key, manifest)
+    put_dataframe(store, out_key, _score_with_champion(store, contract, frame, version))
+    manifest_key = keys.scoring_manifest_key("demo", version.version, run_id)
+    store.put_json(manifest_key, {"run_id": run_id})  # monitoring reads the ledger, not this
+    ledger.record(store, "demo", [
+        landed,
+        ledger.make_event("validated", vid, identity=("scoring", contract.version), stage="scoring",
+                          contract_version=contract.version, source_key=inbox,
+                          validated_key=validated_key, rows=len(frame),
+                          row_key_min=int(frame["row_id"].min()), row_key_max=int(frame["row_id"].max())),
+        ledger.make_event("scored", vid, identity=("demo", version.version, run_id),
+                          model_name="demo", model_version=version.version, run_id=run_id,
+                          manifest_key=manifest_key, output_key=out_key, rows=len(frame), mode="new"),
+    ])
     put_dataframe(store, keys.labels_key("demo", f"labels-{run_id}"), frame[["row_id", "label"]])
-    return key
+    index = ledger.read_index(store, "demo")
+    ledger.record(store, "demo", batch_gate.discover_labels(store, "demo", contract, index))
+    return manifest_key
 
 
 @pytest.mark.s3
-def test_monitor_reads_manifests_detects_drift_and_writes_the_report(store):
+def test_monitor_reads_the_ledger_window_detects_drift_and_writes_the_report(store):
     contract = seed_validated(store, rows=1200)
     version = register_small(store, contract)
     promote_if_better(store, "demo", version.version)
-    with pytest.raises(NoScoringRunsError, match="no scoring run"):
+    with pytest.raises(NoScoringRunsError, match="scored no batch"):
         monitor(store, "demo", "demo")
 
     spec = SyntheticSpec(dataset="demo")
     clean = generate_batch(spec, 1500, seed=50, start_row=100_000)
     _write_scoring_run(store, contract, version, "run-clean", clean)
-    report = monitor(store, "demo", "demo", last_n_runs=1)
+    report = monitor(store, "demo", "demo", window_batches=1)
     assert report.decision.status == DECISION_NO_DRIFT, report.decision.reasons
     assert report.quality is not None and report.quality.labelled_rows == 1500
 
     shifted = generate_batch(spec, 1500, seed=51, start_row=200_000, covariate_shift=1.5)
     _write_scoring_run(store, contract, version, "run-shifted", shifted)
-    report = monitor(store, "demo", "demo", last_n_runs=1)
+    report = monitor(store, "demo", "demo", window_batches=1)
     assert report.window["run_ids"] == ["run-shifted"]
+    assert report.window["label_keys"] == [keys.labels_key("demo", "labels-run-shifted")]
     assert report.decision.drift and "feature_share" in report.decision.rules_fired
     report_keys, markdown = write_report(store, report)
     document = json.loads(store.get_bytes(report_keys.json))
@@ -207,3 +209,31 @@ def test_monitor_reads_manifests_detects_drift_and_writes_the_report(store):
     assert document["files"]["png"] == keys.monitoring_file_key("demo", report.run_id, "drift.png")
     assert store.get_bytes(report_keys.png).startswith(b"\x89PNG")
     assert store.get_bytes(report_keys.markdown).decode() == markdown
+
+
+@pytest.mark.s3
+def test_a_rescored_batch_counts_once_and_only_overlapping_label_objects_are_read(store):
+    from mlops_onprem import batch_gate, ledger
+
+    contract = seed_validated(store, rows=1200)
+    version = register_small(store, contract)
+    promote_if_better(store, "demo", version.version)
+    spec = SyntheticSpec(dataset="demo")
+    _write_scoring_run(store, contract, version, "run-a", generate_batch(spec, 600, seed=60, start_row=100_000))
+    index = ledger.read_index(store, "demo")
+    (view,) = ledger.versions(index, stage="scoring")
+    first = view.scored_by(f"demo@{version.version}")
+    rescore = ledger.make_event(  # a forced rescore of the same batch: a second run, same rows
+        "scored", view.id, identity=("demo", version.version, "run-b"), model_name="demo",
+        model_version=version.version, run_id="run-b", manifest_key=first["manifest_key"],
+        output_key=first["output_key"], rows=600, mode="rescore")
+    far_labels = generate_batch(spec, 50, seed=61, start_row=900_000)[["row_id", "label"]]
+    put_dataframe(store, keys.labels_key("demo", "far-away"), far_labels)
+    index = ledger.record(store, "demo", [rescore])
+    ledger.record(store, "demo", batch_gate.discover_labels(store, "demo", contract, index))
+
+    report = monitor(store, "demo", "demo", window_days=7)
+    assert report.window["feature_rows"] == 600 and report.window["prediction_rows"] == 600
+    assert report.drift.n_current == 600 and report.window["run_ids"] == ["run-b"]
+    assert report.window["label_keys"] == [keys.labels_key("demo", "labels-run-a")]
+    assert report.quality.labelled_rows == 600

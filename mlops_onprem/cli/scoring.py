@@ -17,9 +17,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="run the score-batch flow (champion by default)")
     run.add_argument("--dataset", default="demo")
     run.add_argument("--input-prefix", default=None,
-                     help="objects to score (default inbox/<dataset>/)")
+                     help="limit to landed keys under this prefix (default all of inbox/<dataset>/)")
     run.add_argument("--model", default="demo")
     run.add_argument("--ref", default="champion", help="alias or version number")
+    run.add_argument("--mode", choices=["new", "backfill", "rescore"], default="new",
+                     help="new: batches the model never scored (default); backfill: every batch "
+                          "in the range, idempotent; rescore: again, under a new run id")
+    run.add_argument("--start", default=None, help="first data date (YYYY-MM-DD)")
+    run.add_argument("--end", default=None, help="last data date (YYYY-MM-DD)")
     run.add_argument("--run-id", default=None, help="pin the run id (default: derived)")
     run.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS)
     run.set_defaults(handler=run_score)
@@ -38,10 +43,12 @@ def run_score(args: argparse.Namespace) -> int:
 
     summary = score_batch(
         dataset=args.dataset, input_prefix=args.input_prefix, model_name=args.model,
-        model_ref=args.ref, run_id=args.run_id, batch_rows=args.batch_rows,
+        model_ref=args.ref, mode=args.mode, start=args.start, end=args.end, run_id=args.run_id,
+        batch_rows=args.batch_rows, fail_on_rejected=False,
     )
-    print(json.dumps({k: summary[k] for k in ("run_id", "manifest_key", "status", "rows")}))
-    return 0
+    print(json.dumps({**{k: summary[k] for k in ("run_id", "manifest_key", "status", "rows")},
+                      "rejected": [r["source_key"] for r in summary["rejected"]]}))
+    return 1 if summary["rejected"] else 0
 
 
 def run_list(args: argparse.Namespace) -> int:

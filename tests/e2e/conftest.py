@@ -11,6 +11,7 @@ created and started as the ``postgres`` system user (in a temporary directory it
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pwd
@@ -417,11 +418,20 @@ RUN_TIMEOUT_S = 600.0
 SPEC = SyntheticSpec()
 
 
+_ROW_KEYS = itertools.count(0, 100_000)
+
+
+def fresh_start_row() -> int:
+    """A row-key block no other batch of this session uses (the demo contract rejects row keys
+    that an earlier batch already landed: ``row_key_overlap: reject``)."""
+    return next(_ROW_KEYS)
+
+
 def land_batch(store, batch_id: str, *, rows: int = 400, seed: int = 1, broken: bool = False,
                covariate_shift: float = 0.0, with_label: bool = True) -> str:
     """Land a synthetic labelled batch in incoming/ (broken: as corrupt_batch breaks it)."""
     df = generate_batch(SPEC, rows, seed=seed, covariate_shift=covariate_shift,
-                        with_label=with_label)
+                        with_label=with_label, start_row=fresh_start_row())
     if broken:
         df = corrupt_batch(SPEC, df)
     key = keys.incoming_key(DATASET, batch_id)
@@ -454,7 +464,8 @@ def pipeline_run(worker, deployed, e2e_store, prefect_server) -> PipelineRun:
     good = tuple(land_batch(store, f"p-{tag}-{i}", seed=10 + i) for i in range(2))
     broken = land_batch(store, f"p-{tag}-bad", seed=20, broken=True)
     inbox = keys.scoring_inbox_key(DATASET, f"p-{tag}-inbox")
-    put_dataframe(store, inbox, generate_batch(SPEC, 300, seed=30, with_label=False))
+    put_dataframe(store, inbox, generate_batch(SPEC, 300, seed=30, with_label=False,
+                                               start_row=fresh_start_row()))
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
         run = run_deployment("run-pipeline/onprem", parameters={"fail_on_rejected": False},
                              timeout=RUN_TIMEOUT_S, poll_interval=2)
