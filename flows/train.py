@@ -3,7 +3,8 @@ it if it beats the champion.
 
 Pipeline::
 
-    train-candidate -> check-onnx-parity -> register-model -> promote-if-better
+    train-candidate (the ledger's training set) -> check-onnx-parity -> register-model
+        -> record-training-set (``trained`` ledger events) -> promote-if-better
 
 The candidate is staged in the store (``models/<name>/staging/<run>/``); tasks pass its
 small record along. Monitoring calls ``train_model(...)`` directly to retrain on drift.
@@ -18,7 +19,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from tasks.registry import promote_model_task, register_model_task
-from tasks.training import check_parity_task, train_candidate_task
+from tasks.training import check_parity_task, record_training_set, train_candidate_task
 
 
 @flow(name="train-model")
@@ -29,8 +30,13 @@ def train_model(
     seed: int | None = None,
     promotion_margin: float = 0.0,
     contract_path: str | None = None,
+    window_days: int | None = None,
+    window_batches: int | None = None,
 ) -> dict[str, Any]:
-    """Train ``spec`` (a name in ``model_specs/`` or a YAML path) on ``dataset``'s validated data.
+    """Train ``spec`` (a name in ``model_specs/`` or a YAML path) on ``dataset``'s training set:
+    the current, validated training batch versions the ledger holds (all by default; the last
+    ``window_days`` days of data or the newest ``window_batches`` when given). The card and the
+    ledger record exactly which batch versions trained the model.
 
     Returns ``{model_name, version, promoted, decision, metrics, card_key}``.
     Raises TrainingDataError (no validated data), ParityError (ONNX differs from native:
@@ -38,12 +44,14 @@ def train_model(
     """
     run_id = flow_run.get_id() or uuid.uuid4().hex
     candidate = train_candidate_task(
-        dataset, model_name, spec, run_id, seed=seed, contract_path=contract_path
+        dataset, model_name, spec, run_id, seed=seed, contract_path=contract_path,
+        window_days=window_days, window_batches=window_batches,
     )
     parity = check_parity_task(candidate, contract_path=contract_path)
     registered = register_model_task(
         candidate, parity, flow_run_id=flow_run.get_id(), contract_path=contract_path
     )
+    record_training_set(candidate, registered["version"])
     decision = promote_model_task(model_name, registered["version"], margin=promotion_margin)
     return {
         "model_name": model_name,
@@ -66,9 +74,12 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--promotion-margin", type=float, default=0.0)
     parser.add_argument("--contract-path", default=None)
+    parser.add_argument("--window-days", type=int, default=None)
+    parser.add_argument("--window-batches", type=int, default=None)
     args = parser.parse_args()
     result = train_model(
         dataset=args.dataset, model_name=args.model_name, spec=args.spec, seed=args.seed,
         promotion_margin=args.promotion_margin, contract_path=args.contract_path,
+        window_days=args.window_days, window_batches=args.window_batches,
     )
     print(json.dumps(result, indent=2, default=str))

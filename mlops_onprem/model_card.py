@@ -70,6 +70,16 @@ def metrics_table(metrics: dict[str, Any], primary: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _batch_table(versions: list[dict[str, Any]]) -> list[str]:
+    """The training batches (landed key, content hash, data date, rows) as a markdown table."""
+    if not versions:
+        return []
+    lines = ["| landed as | content sha256 | data date | rows |", "|---|---|---|---|"]
+    lines += [f"| `{v.get('source_key')}` | `{str(v.get('content_sha256'))[:16]}...` | "
+              f"{v.get('data_date')} | {v.get('rows')} |" for v in versions]
+    return [*lines, ""]
+
+
 def render_card_markdown(card: dict[str, Any]) -> str:
     """The human-readable model card for ``card.json``'s content."""
     data = card.get("data", {})
@@ -96,8 +106,9 @@ def render_card_markdown(card: dict[str, Any]) -> str:
         f"- rows: {data.get('rows')} (train {data.get('train_rows')}, holdout {data.get('holdout_rows')})",
         f"- split: {data.get('split')}",
         f"- training data sha256: `{data.get('sha256')}`",
-        f"- input objects: {len(data.get('object_keys', []))}",
+        f"- batch versions: {len(data.get('batch_versions') or data.get('object_keys', []))}",
         "",
+        *_batch_table(data.get("batch_versions") or []),
         "## ONNX export",
         "",
         f"- parity: {'passed' if parity.get('passed') else 'FAILED'}, max abs diff "

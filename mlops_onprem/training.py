@@ -46,13 +46,15 @@ class TrainingData:
 
     ``sha256`` is the SHA-256 of the sorted lines ``"<object key>\\t<object sha256>\\n"`` of
     every validated Parquet object read: it changes when any input object's bytes change,
-    and computing it costs no pass over the data.
+    and computing it costs no pass over the data. ``versions`` lists the ledger's batch versions
+    read (id, landed keys, content hash, validated copy, data date, rows).
     """
 
     dataset: str
     object_keys: list[str]
     rows: int
     sha256: str
+    versions: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -82,34 +84,50 @@ def training_data_sha256(objects: list[ObjectInfo]) -> str:
     return digest.hexdigest()
 
 
-def load_validated_frame(
-    store: ObjectStore, dataset: str, contract: Contract
+def load_training_frame(
+    store: ObjectStore, dataset: str, contract: Contract, *, window_days: int | None = None,
+    window_batches: int | None = None,
 ) -> tuple[pd.DataFrame, TrainingData]:
-    """Read and concatenate every validated Parquet batch of ``dataset``.
+    """Read the training set the batch ledger decides: the current, validated training batch
+    versions of ``dataset`` (optionally the last ``window_days`` days of data or the newest
+    ``window_batches``), each once, oldest first.
 
-    Returns the rows (contract input columns with the label) and their lineage.
-    Raises TrainingDataError when there is no validated batch.
+    A row key present in two versions (a ``row_key_overlap`` policy of warn / keep_latest) is
+    kept from the newest one. Returns the rows (contract input columns with the label) and
+    their lineage, which names every batch version (landed key, content hash, validated copy).
+    Raises TrainingDataError when the ledger holds no validated training batch.
     """
-    prefix = keys.validated_prefix(dataset)
-    objects = []
-    for info in store.list(prefix):
-        if not info.key.endswith(".parquet"):
-            continue
-        if info.sha256 is None:  # listing may omit metadata on some backends
-            info = store.stat(info.key)
-        objects.append(info)
-    if not objects:
+    from mlops_onprem import ledger
+
+    index = ledger.read_index(store, dataset)
+    views = ledger.training_set(index, last_days=window_days, last_batches=window_batches)
+    if not views:
         raise TrainingDataError(
-            f"no validated batches under {store.location}/{prefix}: ingest and validate data first"
-        )
+            f"no validated training batch of {dataset!r} in the ledger "
+            f"{store.location}/{keys.ledger_index_key(dataset)} (window_days={window_days}, "
+            f"window_batches={window_batches}): land batches under "
+            f"{keys.incoming_prefix(dataset)} and run ingest-batch first")
     columns = contract.input_columns(with_label=True)
-    frames = [get_dataframe(store, info.key, columns=columns) for info in objects]
+    objects, frames, versions = [], [], []
+    for view in views:
+        info = store.stat(view.validated_key)
+        frame = get_dataframe(store, view.validated_key, columns=columns)
+        objects.append(info)
+        frames.append(frame)
+        versions.append({"version": view.id, "source_key": (view.validation or {}).get("source_key"),
+                         "keys": list(view.state["keys"]), "content_sha256": view.state["sha256"],
+                         "validated_key": view.validated_key, "data_date": view.data_date,
+                         "contract_version": (view.validation or {}).get("contract_version"),
+                         "rows": len(frame)})
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if contract.row_key in frame:
+        frame = frame.drop_duplicates(contract.row_key, keep="last").reset_index(drop=True)
     lineage = TrainingData(
         dataset=dataset,
         object_keys=[info.key for info in objects],
         rows=len(frame),
         sha256=training_data_sha256(objects),
+        versions=versions,
     )
     return frame, lineage
 
@@ -430,8 +448,11 @@ def train_candidate(
     spec: ModelSpec,
     model_name: str,
     run_id: str,
+    window_days: int | None = None,
+    window_batches: int | None = None,
 ) -> Candidate:
-    """Train on the validated data of ``dataset``, export to ONNX and stage the candidate.
+    """Train on the ledger's training set of ``dataset`` (see :func:`load_training_frame`),
+    export to ONNX and stage the candidate.
 
     Writes ``model.onnx``, the native model file, ``eval.parquet`` (holdout + native scores)
     and ``candidate.json`` under :func:`keys.model_staging_prefix`. The ONNX model carries
@@ -444,7 +465,8 @@ def train_candidate(
     from mlops_onprem.onnx_io import metadata_for
     from mlops_onprem.store.parquet import put_dataframe
 
-    frame, lineage = load_validated_frame(store, dataset, contract)
+    frame, lineage = load_training_frame(store, dataset, contract, window_days=window_days,
+                                         window_batches=window_batches)
     trained = train_model(frame, contract, spec)
     started = time.perf_counter()
     onnx_bytes = export_onnx(
@@ -473,6 +495,8 @@ def train_candidate(
         data={
             "dataset": dataset,
             "object_keys": lineage.object_keys,
+            "batch_versions": lineage.versions,
+            "window": {"days": window_days, "batches": window_batches},
             "rows": lineage.rows,
             "train_rows": trained.train_rows,
             "holdout_rows": len(trained.holdout),

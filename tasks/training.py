@@ -15,6 +15,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
+from mlops_onprem import ledger
 from mlops_onprem.contracts import Contract, find_contract, load_contract
 from mlops_onprem.model_card import metrics_table
 from mlops_onprem.model_spec import load_model_spec
@@ -40,8 +41,10 @@ def contract_for(dataset: str, contract_path: str | None) -> Contract:
 def train_candidate_task(
     dataset: str, model_name: str, spec: str, run_id: str,
     seed: int | None = None, contract_path: str | None = None,
+    window_days: int | None = None, window_batches: int | None = None,
 ) -> dict[str, Any]:
-    """Train ``spec`` on the validated data of ``dataset``, export ONNX, stage the candidate.
+    """Train ``spec`` on the ledger's training set of ``dataset`` (optionally the last
+    ``window_days`` days / ``window_batches`` batches), export ONNX, stage the candidate.
 
     Returns the candidate record (metrics, lineage, staged keys). Publishes a metrics table.
     """
@@ -50,7 +53,8 @@ def train_candidate_task(
     model_spec = load_model_spec(spec, seed=seed)
     candidate = train_candidate(
         open_store(), dataset=dataset, contract=contract, spec=model_spec,
-        model_name=model_name, run_id=run_id,
+        model_name=model_name, run_id=run_id, window_days=window_days,
+        window_batches=window_batches,
     )
     data = candidate.data
     logger.info(
@@ -66,7 +70,11 @@ def train_candidate_task(
             f"`{data['sha256'][:16]}...`, fit {candidate.fit_seconds:.2f}s, "
             f"export {candidate.export_seconds:.2f}s.\n\n"
             + metrics_table(candidate.metrics, candidate.primary_metric)
-            + "\n\nStaged: " + ", ".join(f"`{k}`" for k in candidate.staged.values())
+            + "\n\n## Training batches\n\n| landed as | batch version | data date | rows |\n"
+            "|---|---|---|---|\n"
+            + "".join(f"| `{v['source_key']}` | `{v['version']}` | {v['data_date']} | {v['rows']:,} |\n"
+                      for v in data["batch_versions"])
+            + "\nStaged: " + ", ".join(f"`{k}`" for k in candidate.staged.values())
         ),
         key=artifact_key("candidate", model_name),
         description=f"Holdout metrics of the {model_name} candidate",
@@ -90,3 +98,15 @@ def check_parity_task(
         result.max_abs_diff, result.gate_diff, result.tolerance, result.rows,
     )
     return result.to_dict()
+
+
+@task(name="record-training-set", cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
+def record_training_set(candidate: dict[str, Any], model_version: int) -> int:
+    """Record in the ledger which batch versions trained ``model_version`` (``trained``
+    events; idempotent). Returns their count."""
+    events = [ledger.make_event("trained", item["version"],
+                                identity=(candidate["model_name"], model_version),
+                                model_name=candidate["model_name"], model_version=model_version)
+              for item in candidate["data"].get("batch_versions", [])]
+    ledger.record(open_store(), candidate["dataset"], events)
+    return len(events)

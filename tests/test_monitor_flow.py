@@ -20,8 +20,8 @@ from mlops_onprem import keys, landing, registry
 from mlops_onprem.retrain_control import read_retrain_state
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store.parquet import put_dataframe
-from mlops_onprem.synthetic import SyntheticSpec, generate_batch
-from tests.training_fixtures import seed_validated
+from mlops_onprem.synthetic import SyntheticSpec, generate_batch, make_contract
+from tests.training_fixtures import gate_landed, seed_validated
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 SPEC = SyntheticSpec(dataset="demo")
@@ -77,7 +77,8 @@ def test_closed_loop_clean_then_drift_alert_retrain_and_debounce(s3_env, s3_stor
     # the world changes: new training data carries the new relationship, scoring inputs shift
     drifted_train = generate_batch(SPEC, 2000, seed=600, start_row=300_000,
                                    covariate_shift=1.5, concept_shift=0.5)
-    put_dataframe(s3_store, keys.validated_key("demo", "batch-drifted"), drifted_train)
+    put_dataframe(s3_store, keys.incoming_key("demo", "batch-drifted"), drifted_train)
+    gate_landed(s3_store, make_contract(SPEC))  # what the ingest deployment does nightly
     _score(s3_store, "score-002", seed=501, start_row=200_000, shift=1.5)
     drifted = monitor_model(model_name="demo", dataset="demo", window_batches=1)
 

@@ -18,38 +18,55 @@ from mlops_onprem.training import (
     compute_metrics,
     encode_labels,
     is_better,
-    load_validated_frame,
+    load_training_frame,
     split_train_holdout,
     train_model,
     training_data_sha256,
 )
-from tests.training_fixtures import seed_validated, small_spec
+from tests.training_fixtures import gate_landed, seed_validated, small_spec
 
 
-def test_load_validated_frame_concatenates_every_batch_and_records_lineage(local_store):
+def test_training_frame_is_the_ledgers_training_set_with_batch_versions(local_store):
     contract = seed_validated(local_store, rows=600, batches=3)
-    frame, lineage = load_validated_frame(local_store, "demo", contract)
+    frame, lineage = load_training_frame(local_store, "demo", contract)
     assert len(frame) == lineage.rows == 600
-    assert lineage.object_keys == [keys.validated_key("demo", f"batch-{i:03d}") for i in range(3)]
+    landed = [keys.incoming_key("demo", f"batch-{i:03d}") for i in range(3)]
+    assert [v["source_key"] for v in lineage.versions] == landed
+    assert lineage.object_keys == [keys.validated_key("demo", v["version"]) for v in lineage.versions]
+    assert all(len(v["content_sha256"]) == 64 for v in lineage.versions)
     assert list(frame.columns) == contract.input_columns(with_label=True)
     assert len(lineage.sha256) == 64
+    _, last_two = load_training_frame(local_store, "demo", contract, window_batches=2)
+    assert [v["source_key"] for v in last_two.versions] == landed[1:]
 
 
 def test_training_data_hash_changes_with_any_input_object_and_ignores_listing_order(local_store):
     contract = seed_validated(local_store, rows=400, batches=2)
-    _, before = load_validated_frame(local_store, "demo", contract)
+    _, before = load_training_frame(local_store, "demo", contract)
     infos = [ObjectInfo(key="a", size=1, etag="e", sha256="1"), ObjectInfo(key="b", size=1, etag="e", sha256="2")]
     assert training_data_sha256(infos) == training_data_sha256(infos[::-1])
-    put_dataframe(local_store, keys.validated_key("demo", "batch-001"),
+    put_dataframe(local_store, keys.incoming_key("demo", "batch-001"),  # a corrected re-upload
                   generate_batch(SyntheticSpec(), 200, seed=99, start_row=200))
-    _, after = load_validated_frame(local_store, "demo", contract)
-    assert after.sha256 != before.sha256
+    gate_landed(local_store, contract)
+    _, after = load_training_frame(local_store, "demo", contract)
+    assert after.sha256 != before.sha256 and after.versions[1] != before.versions[1]
 
 
-def test_training_without_validated_batches_names_the_prefix(local_store):
+def test_the_same_rows_under_three_keys_train_once(local_store):
+    contract = seed_validated(local_store, rows=400, batches=1)
+    data = local_store.get_bytes(keys.incoming_key("demo", "batch-000"))
+    for name in ("copy-a", "copy-b"):
+        local_store.put_bytes(keys.incoming_key("demo", name), data)
+    gate_landed(local_store, contract)
+    frame, lineage = load_training_frame(local_store, "demo", contract)
+    assert len(frame) == 400 and len(lineage.versions) == 1
+    assert len(lineage.versions[0]["keys"]) == 3
+
+
+def test_training_without_validated_batches_names_the_ledger(local_store):
     contract = make_contract(SyntheticSpec())
-    with pytest.raises(TrainingDataError, match="validated/demo/"):
-        load_validated_frame(local_store, "demo", contract)
+    with pytest.raises(TrainingDataError, match="ledger/demo/index.json"):
+        load_training_frame(local_store, "demo", contract)
 
 
 def test_time_split_puts_the_latest_rows_in_the_holdout():

@@ -28,19 +28,41 @@ def small_spec(name: str = "logistic", **overrides: object) -> ModelSpec:
     return load_model_spec(name, **overrides)
 
 
+def gate_landed(store: ObjectStore, contract: Contract) -> list[str]:
+    """Register what landed for ``contract.dataset`` and gate every pending version with the
+    library gate (what ``ingest-batch`` does, without Prefect). Returns the validated copies."""
+    from mlops_onprem import batch_gate, ledger
+
+    validated = []
+    for stage in (ledger.STAGE_TRAINING, ledger.STAGE_SCORING):
+        index = ledger.read_index(store, contract.dataset)
+        index = ledger.record(store, contract.dataset,
+                              batch_gate.discover_landings(store, contract.dataset, stage, index))
+        for view in ledger.pending(index, stage):
+            verdict, _result, event = batch_gate.gate_version(store, contract, index, view)
+            index = ledger.record(store, contract.dataset, [event])
+            if not verdict.success:
+                raise AssertionError(f"fixture batch rejected: {verdict.message}")
+            validated.append(verdict.routed_key)
+    return validated
+
+
 def seed_validated(
     store: ObjectStore, *, task: Task = Task.BINARY, dataset: str = "demo", rows: int = 1200,
     batches: int = 2, seed: int = 0,
 ) -> Contract:
-    """Write ``batches`` validated synthetic batches for ``dataset``; return their contract."""
+    """Land ``batches`` synthetic batches for ``dataset`` under incoming/ and pass them through
+    the gate (so the ledger holds them as validated); return their contract."""
     spec = SyntheticSpec(dataset=dataset, task=task)
+    contract = make_contract(spec)
     per_batch = rows // batches
     for i in range(batches):
         frame = generate_batch(spec, per_batch, seed=seed + i, start_row=i * per_batch,
                                start_time=pd.Timestamp("2026-01-01")
                                + pd.Timedelta(seconds=i * per_batch))
-        put_dataframe(store, keys.validated_key(dataset, f"batch-{i:03d}"), frame)
-    return make_contract(spec)
+        put_dataframe(store, keys.incoming_key(dataset, f"batch-{i:03d}"), frame)
+    gate_landed(store, contract)
+    return contract
 
 
 def register_small(
