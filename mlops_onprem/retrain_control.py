@@ -9,8 +9,11 @@ A monitoring run that decided "drift" asks :func:`claim_retrain`. The claim is g
 most one caller, because it is a compare-and-swap write against the token just read; it is
 refused while a retrain is running (unless that claim is older than ``stale_after_minutes``:
 a crashed run must not block retraining forever), within ``cooldown_minutes`` of the last
-claim, and when the same idempotency key was already claimed. The idempotency key hashes the
-model, the champion version and the cooldown window, so retries of one trigger collapse.
+claim, when the same idempotency key was already claimed, and when the drift is an episode a
+retrain already answered (:func:`episode_already_handled`: feature drift only, on features the
+last completed retrain was triggered by; a quality drop or drift on other features retrains
+again). The idempotency key hashes the model, the champion version and the cooldown window, so
+retries of one trigger collapse.
 :func:`finish_retrain` records the outcome and frees the pointer.
 """
 
@@ -62,6 +65,33 @@ def idempotency_key(model_name: str, champion_version: int | None, now: datetime
     return "retrain-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
+QUALITY_RULE = "quality_drop"
+
+
+def episode_already_handled(last: dict[str, Any] | None, trigger: dict[str, Any]) -> str | None:
+    """Why a drift ``trigger`` must not retrain again, or None when it may.
+
+    Retraining answers a covariate shift once: after a completed retrain triggered by drift on
+    features F, drift on a subset of F with no quality drop is the same episode (the newest
+    labelled data is already in the training set; retraining again on it daily would register a
+    new version every cooldown). Labels (``quality_drop``) or drift on other features reopen it.
+    """
+    if not last or last.get("state") != STATE_IDLE or (last.get("outcome") or {}).get("error"):
+        return None
+    previous = last.get("trigger") or {}
+    if QUALITY_RULE in (trigger.get("rules_fired") or []):
+        return None
+    handled = set(previous.get("drifted_features") or [])
+    current = set(trigger.get("drifted_features") or [])
+    if not handled or not current <= handled:
+        return None
+    outcome = last.get("outcome") or {}
+    return (f"drift on {sorted(current)} was already answered by the retrain that started "
+            f"{last.get('started_at')} (version {outcome.get('version')}, "
+            f"{'promoted' if outcome.get('promoted') else 'not promoted'}; trigger "
+            f"{previous.get('report_key')}); a quality drop or drift on other features retrains again")
+
+
 @dataclass(frozen=True)
 class RetrainClaim:
     """The answer to "may I retrain now?" (granted for exactly one caller per window)."""
@@ -111,6 +141,9 @@ def claim_retrain(
                               f"started {value.get('started_at')})")
         if value.get("idempotency_key") == idem:
             return refuse(f"trigger {idem} was already claimed at {value.get('started_at')}")
+        handled = episode_already_handled(value, trigger or {})
+        if handled:
+            return refuse(handled)
         if started is not None and now - started < timedelta(minutes=cooldown_minutes):
             until = _iso(started + timedelta(minutes=cooldown_minutes))
             return refuse(f"cooldown: last retrain started {value.get('started_at')}, "

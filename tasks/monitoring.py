@@ -163,7 +163,9 @@ def claim_retrain_slot(record: dict[str, Any]) -> dict[str, Any]:
         open_store(), record["model_name"], champion_version=record["model_version"],
         cooldown_minutes=get_settings().retrain_cooldown_minutes,
         trigger={"monitoring_run_id": record["run_id"], "report_key": record["report_key"],
-                 "rules_fired": record["rules_fired"]},
+                 "rules_fired": record["rules_fired"],
+                 "drifted_features": record.get("drifted_features") or [],
+                 "window_data_dates": (record.get("window") or {}).get("data_dates")},
     )
     get_run_logger().info("retrain claim %s: %s", "granted" if claim.granted else "refused",
                           claim.reason)

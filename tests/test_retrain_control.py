@@ -110,3 +110,23 @@ def test_storm_of_drifted_monitoring_runs_gives_exactly_one_retrain_per_cooldown
     granted = [w for w, ok in outcomes if ok]
     assert len(outcomes) == 2 * n_threads
     assert sorted(granted) == [0, 1]
+
+
+def test_a_drift_episode_answered_by_a_retrain_does_not_retrain_again(local_store):
+    trigger = {"rules_fired": ["feature_share"], "drifted_features": ["num_00", "num_01"],
+               "report_key": "monitoring/demo/r1/report.json"}
+    first = claim_retrain(local_store, "demo", champion_version=1, cooldown_minutes=COOLDOWN,
+                          trigger=trigger, now=T0)
+    finish_retrain(local_store, first, {"version": 2, "promoted": True}, now=T0)
+    later = T0 + timedelta(days=1)  # long after the cooldown
+    same = claim_retrain(local_store, "demo", champion_version=2, cooldown_minutes=COOLDOWN,
+                         trigger={**trigger, "drifted_features": ["num_01"]}, now=later)
+    assert not same.granted and "already answered" in same.reason and "version 2" in same.reason
+    other = claim_retrain(local_store, "demo", champion_version=2, cooldown_minutes=COOLDOWN,
+                          trigger={**trigger, "drifted_features": ["num_05"]}, now=later)
+    assert other.granted  # drift on other features is a new episode
+    finish_retrain(local_store, other, {"version": 3, "promoted": False}, now=later)
+    quality = claim_retrain(local_store, "demo", champion_version=2, cooldown_minutes=COOLDOWN,
+                            trigger={"rules_fired": ["feature_share", "quality_drop"],
+                                     "drifted_features": ["num_05"]}, now=later + timedelta(days=1))
+    assert quality.granted  # labels say the model got worse: retrain again

@@ -22,7 +22,7 @@ trap 'rm -rf "$work"' EXIT
 mc alias set mlops-admin "$url" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null
 mc mb --ignore-existing "mlops-admin/$bucket"
 
-for role in ingest training scoring monitoring; do
+for role in ingest training scoring monitoring maintenance; do
     # the policy files name the default bucket "mlops"; re-target them if another is used
     sed "s#arn:aws:s3:::mlops#arn:aws:s3:::$bucket#g" "$policies/$role.json" > "$work/$role.json"
     mc admin policy create mlops-admin "mlops-$role" "$work/$role.json"
@@ -44,8 +44,10 @@ add_user mlops-ingest "${MLOPS_INGEST_SECRET_KEY:-}" mlops-ingest
 add_user mlops-training "${MLOPS_TRAINING_SECRET_KEY:-}" mlops-training
 add_user mlops-scoring "${MLOPS_SCORING_SECRET_KEY:-}" mlops-scoring
 add_user mlops-monitoring "${MLOPS_MONITORING_SECRET_KEY:-}" mlops-monitoring
+# retention (the gc deployment): reads and deletes expired outputs, writes nothing
+add_user mlops-maintenance "${MLOPS_MAINTENANCE_SECRET_KEY:-}" mlops-maintenance
 add_user mlops-worker "${MLOPS_WORKER_SECRET_KEY:-}" \
     mlops-ingest mlops-training mlops-scoring mlops-monitoring
 
 mc alias remove mlops-admin >/dev/null
-echo "bucket $bucket ready; policies mlops-{ingest,training,scoring,monitoring} attached"
+echo "bucket $bucket ready; policies mlops-{ingest,training,scoring,monitoring,maintenance} attached"

@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "mlops_onprem.cli.contract",
     "mlops_onprem.cli.models",
     "mlops_onprem.cli.scoring",
+    "mlops_onprem.cli.maintenance",
 ]
 
 
