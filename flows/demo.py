@@ -52,7 +52,7 @@ def closed_loop_demo(
     land_synthetic_batch(
         dataset, "score-002-drifted", rows=rows, seed=301, start_row=30 * rows, for_scoring=True,
         covariate_shift=covariate_shift, concept_shift=concept_shift)
-    ingest_batch(dataset, stage="training")
+    ingest_batch(dataset)  # what the 01:00 ingest deployment does: batches and labels
     drifted_scoring = score_batch(dataset=dataset, model_name=model_name)  # only the new batch
     drifted = monitor_model(model_name=model_name, dataset=dataset, window_batches=1, retrain=True)
     return {"pipeline": first, "clean_monitoring": clean, "drifted_scoring": drifted_scoring,

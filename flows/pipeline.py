@@ -1,6 +1,6 @@
 """Flow ``run-pipeline``: the end-to-end pipeline of one dataset.
 
-    ingest-batch (every pending training batch version: validated/ or quarantine/)
+    ingest-batch (every pending batch version, both stages, and new label objects)
         -> train-model (export, parity gate, register, promotion gate)
         -> score-batch (gates the inbox, scores what the champion has not scored yet)
 
@@ -53,7 +53,7 @@ def run_pipeline(
     """
     summary: dict[str, Any] = {"dataset": dataset, "validated": [], "quarantined": [],
                                "training": None, "scoring": None}
-    gated = ingest_batch(dataset, stage="training", fail_on_rejected=False)
+    gated = ingest_batch(dataset, fail_on_rejected=False)  # both stages, and new labels
     summary["validated"] = [v["source_key"] for v in gated["validated"]]
     summary["quarantined"] = [{"key": r["source_key"], "quarantine_key": r["routed_key"],
                                "message": r["message"]} for r in gated["rejected"]]

@@ -13,9 +13,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.events import emit_event
 
-from mlops_onprem import batch_gate, keys, ledger, registry
+from mlops_onprem import keys, ledger, registry
 from mlops_onprem.alerts import drift_alert, retrain_alert, send_alert
-from mlops_onprem.errors import MlopsError, StoreUnavailableError
+from mlops_onprem.errors import StoreUnavailableError
 from mlops_onprem.monitoring import (
     DECISION_INSUFFICIENT,
     MonitoringPolicy,
@@ -51,8 +51,9 @@ def compute_drift_report(
     model_name: str, dataset: str, *, window_days: int | None, window_batches: int | None,
     as_of: str | None = None, run_id: str | None = None, policy: MonitoringPolicy | None = None,
 ) -> dict[str, Any]:
-    """Register new label objects in the ledger, monitor the batch versions the champion scored
-    in the window, store the report, record which versions it counted, publish it.
+    """Monitor the batch versions the champion scored in the window (labels as the ledger
+    registered them: ``ingest-batch`` registers new label objects), store the report, record
+    which versions it counted, publish it. Lists nothing: its cost does not grow with history.
 
     ``policy`` sets the decision and per-method thresholds (documented defaults when None).
 
@@ -63,7 +64,6 @@ def compute_drift_report(
     """
     logger = get_run_logger()
     store = open_store()
-    register_labels(store, model_name, dataset)
     try:
         report = monitor(store, model_name, dataset, window_days=window_days,
                          window_batches=window_batches, as_of=as_of,
@@ -111,19 +111,6 @@ def compute_drift_report(
                                                       "window_days", "window_batches", "as_of")},
         "window_versions": [v["version"] for v in report.window.get("versions", [])],
     }
-
-
-def register_labels(store: Any, model_name: str, dataset: str) -> int:
-    """Record label objects that landed since the last run (row-key range each), so the
-    window reads only the label objects it needs. Returns how many were new."""
-    try:
-        contract = registry.load_contract(store, registry.resolve(store, model_name))
-    except MlopsError:
-        return 0  # no champion: monitor() says so with the right error
-    index = ledger.read_index(store, dataset)
-    events = batch_gate.discover_labels(store, dataset, contract, index)
-    ledger.record(store, dataset, events)
-    return sum(e["version"] == "labels" for e in events)
 
 
 @task(name="emit-drift-event", cache_policy=NONE)

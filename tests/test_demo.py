@@ -39,7 +39,7 @@ def test_closed_loop_demo_runs_end_to_end_without_leaving_loopback(local_env):
 
     pipeline = result["pipeline"]
     assert [q["key"] for q in pipeline["quarantined"]] == ["incoming/demo/train-bad.parquet"]
-    assert len(pipeline["validated"]) == 3
+    assert len(pipeline["validated"]) == 4  # three training batches and the scoring batch
     assert pipeline["training"]["version"] == 1 and pipeline["training"]["promoted"]
     assert result["clean_monitoring"]["drift"] is False
     assert result["clean_monitoring"]["retrain"]["status"] == "not_needed"

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from flows.ingest import ingest_batch
 from flows.monitor import monitor_model
 from flows.score import score_batch
 from flows.train import train_model
@@ -58,6 +59,7 @@ def _score(store, batch_id: str, *, seed: int, start_row: int, shift: float = 0.
         store, SPEC, batch_id=batch_id, rows=1500, seed=seed, start_row=start_row,
         for_scoring=True, covariate_shift=shift, concept_shift=0.5 if shift else 0.0,
     )
+    ingest_batch("demo")  # the 01:00 ingest: gates the batch and registers its labels
     return score_batch(dataset="demo", input_prefix=batch.key, model_name="demo")
 
 
