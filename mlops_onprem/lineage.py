@@ -96,9 +96,7 @@ def prediction_lineage(store: ObjectStore, part_key: str) -> dict[str, Any]:
 def row_lineage(store: ObjectStore, dataset: str, model_name: str, row_key: Any) -> dict[str, Any]:
     """A row key: the scoring batch versions holding it and, for each model version that
     scored them, the prediction part (latest run) and the model's lineage."""
-    from mlops_onprem.contracts import find_contract
-
-    contract = find_contract(dataset)
+    contract = registry.load_contract(store, registry.resolve(store, model_name))
     index = ledger.read_index(store, dataset)
     found = []
     for view in ledger.versions(index, stage=ledger.STAGE_SCORING):
