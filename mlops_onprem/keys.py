@@ -4,12 +4,12 @@ Layout of the bucket::
 
     incoming/<dataset>/<batch>.parquet                 raw labelled batches as they land (training)
     inbox/<dataset>/<batch>.parquet                    unlabelled batches waiting to be scored
-    validated/<dataset>/<batch>.parquet                training batches that passed their contract
-    validated-scoring/<dataset>/<batch>.parquet        scoring batches that passed (stage "scoring")
-    quarantine/<dataset>/<batch>/<original name>       rejected batches, byte-identical copy
-    quarantine/<dataset>/<batch>/validation.json       ... with the result that rejected them
-    validation/<dataset>/<batch>.json                  full validation result of every training batch
-    validation-scoring/<dataset>/<batch>.json          ... and of every scoring-stage batch
+    validated/<dataset>/<version>.parquet              training batch versions that passed their contract
+    validated-scoring/<dataset>/<version>.parquet      scoring batch versions that passed (stage "scoring")
+    quarantine/<dataset>/<version>/<original name>     rejected batches, byte-identical copy
+    quarantine/<dataset>/<version>/validation.json     ... with the result that rejected them
+    validation/<dataset>/<version>.json                full validation result of every training batch
+    validation-scoring/<dataset>/<version>.json        ... and of every scoring-stage batch
     labels/<dataset>/<batch>.parquet                   delayed ground truth, joined on the row key
     models/<name>/<version>/...                        immutable model versions
     models/<name>/aliases/<alias>.json                 CAS pointer (e.g. champion)
@@ -21,7 +21,6 @@ Layout of the bucket::
     control/retrain/<model>.json                       retrain debounce pointer (CAS)
     ledger/<dataset>/index.json                        batch ledger: compacted state (CAS)
     ledger/<dataset>/events/<version>/<event>.json     ... and its immutable events
-    monitoring/<model>/windows/<run>.json              which batch versions a monitoring run read
     control/cas-probe/..., control/doctor/...          short-lived capability and speed probes
 """
 
@@ -228,12 +227,6 @@ def ledger_events_prefix(dataset: str, version: str | None = None) -> str:
 
 def ledger_event_key(dataset: str, version: str, event_id: str) -> str:
     return ledger_events_prefix(dataset, version) + validate_name(event_id + ".json", "event id")
-
-
-def monitoring_window_key(model: str, run_id: str) -> str:
-    """The batch versions (and rows) one monitoring run read."""
-    return join("monitoring", validate_name(model, "model name"), "windows",
-                validate_name(run_id + ".json", "run id"))
 
 
 def control_key(*names: str) -> str:

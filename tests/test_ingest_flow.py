@@ -139,3 +139,26 @@ def test_start_end_limit_hive_partitions_and_scoring_batches_never_reach_trainin
     assert verdict["routed_key"] == keys.validated_scoring_key("shop", verdict["version"])
     index = ledger.read_index(s3_store, "shop")
     assert verdict["version"] not in {v.id for v in ledger.training_set(index)}
+
+
+def test_revalidate_gates_again_under_a_new_contract_version_and_a_failure_leaves_training(
+    s3_env, s3_store, contract_path, tmp_path
+):
+    land(s3_store, "b1.parquet", batch_bytes(100, seed=1))
+    (first,) = ingest_batch("shop", contract_path=contract_path)["validated"]
+    assert ingest_batch("shop", contract_path=contract_path, revalidate=True)["validated"] == []
+    stricter = make_contract(SPEC)
+    features = list(stricter.features)
+    features[0] = features[0].model_copy(update={"min": 1000.0, "max": 2000.0})  # nothing passes
+    stricter = stricter.model_copy(update={"version": "2.0.0", "features": tuple(features)})
+    path = tmp_path / "shop-v2.yaml"
+    path.write_text(stricter.to_yaml(), encoding="utf-8")
+
+    state = ingest_batch("shop", contract_path=str(path), revalidate=True, return_state=True)
+
+    assert state.is_failed() and "range:num_00" in state.message
+    index = ledger.read_index(s3_store, "shop")
+    view = ledger.VersionView(index["versions"][first["version"]], True)
+    assert view.status == "rejected" and view.validation["contract_version"] == "2.0.0"
+    assert ledger.training_set(index) == []  # nothing deleted, but it no longer trains
+    assert s3_store.exists(first["routed_key"])
