@@ -53,6 +53,12 @@ def test_closed_loop_demo_runs_end_to_end_without_leaving_loopback(local_env):
     assert store.exists(pipeline["quarantined"][0]["quarantine_key"])
     assert result["drifted_scoring"]["inputs"][0]["source_key"] == "inbox/demo/score-002-drifted.parquet"
     assert len(result["drifted_scoring"]["inputs"]) == 1  # the nightly run scores only what is new
+    # retention and lineage work on the demo's store
+    from mlops_onprem.cli import main as mlops_main
+
+    assert mlops_main(["gc", "--dry-run"]) == 0
+    part = result["drifted_scoring"]["output_keys"][0]
+    assert mlops_main(["lineage", part, "--json"]) == 0
     summary = render_summary(result, 1.0, store.location)
     assert "quarantined batches   : incoming/demo/train-bad.parquet (corrupt on purpose)" in summary
     assert "retrain               : triggered -> version 2" in summary

@@ -13,7 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gc = subparsers.add_parser("gc", help="remove what the retention policy lets go (dry run by default)")
     gc.add_argument("--dataset", action="append", help="only this dataset (repeatable; default all)")
     gc.add_argument("--model", action="append", help="only this model (repeatable; default all)")
-    gc.add_argument("--apply", action="store_true", help="delete (default: print what would go)")
+    mode = gc.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="print what would go (the default)")
+    mode.add_argument("--apply", action="store_true", help="delete what the policy lets go")
     gc.add_argument("--policy", default=None,
                     help='retention policy as JSON, e.g. \'{"quarantine_days": 14}\'')
     gc.add_argument("--json", action="store_true", help="print the whole plan as JSON")
