@@ -61,7 +61,8 @@ def ingest_batch(
                              register_labels=stage is None)
     # one at a time, oldest first: each verdict is in the ledger before the next batch's
     # cross-batch row-key check reads it (an I/O error stops the run: it is not a verdict)
-    verdicts = [validate_batch(dataset, version, contract_path) for version in todo]
+    verdicts = [v for v in (validate_batch(dataset, version, contract_path) for version in todo)
+                if v is not None]
     summary = {"dataset": dataset,
                "validated": [v for v in verdicts if v["success"]],
                "rejected": [v for v in verdicts if not v["success"]]}

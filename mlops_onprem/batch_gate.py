@@ -229,11 +229,15 @@ def gate_version(store: ObjectStore, contract: Contract, index: dict[str, Any],
         if shared:
             result.rules.append(_overlap_rule(contract, shared))
     result.duration_s = time.perf_counter() - started
-    result_key = keys.validation_result_key(dataset, view.id, stage)
+    # gated again under another contract version (revalidation): new keys, so the copy and the
+    # result earlier models and runs recorded keep their bytes
+    previous = (view.validation or {}).get("contract_version")
+    name = view.id if previous in (None, contract.version) else f"{view.id}-c{contract.version}"
+    result_key = keys.validation_result_key(dataset, name, stage)
     extra: dict[str, Any] = {}
     if result.success and df is not None:
-        routed = (keys.validated_key(dataset, view.id) if stage == ledger.STAGE_TRAINING
-                  else keys.validated_scoring_key(dataset, view.id))
+        routed = (keys.validated_key(dataset, name) if stage == ledger.STAGE_TRAINING
+                  else keys.validated_scoring_key(dataset, name))
         put_dataframe(store, routed, conform_to_contract(df, contract, stage=stage))
         extra["row_key_min"], extra["row_key_max"] = _key_range(df[contract.row_key])
         if contract.timestamp and contract.timestamp in df and len(df):
@@ -241,7 +245,7 @@ def gate_version(store: ObjectStore, contract: Contract, index: dict[str, Any],
             extra["time_min"], extra["time_max"] = stamps.min().isoformat(), stamps.max().isoformat()
     store.put_json(result_key, result.to_dict())
     if not result.success:
-        routed, _ = quarantine_batch(store, dataset=dataset, batch_id=view.id,
+        routed, _ = quarantine_batch(store, dataset=dataset, batch_id=name,
                                      source_key=source_key, result_key=result_key)
     message = "" if result.success else rejection_message(result, dataset=dataset, batch_id=view.id)
     verdict = GateVerdict(

@@ -6,8 +6,9 @@
 
 May go (ages from the policy, :class:`RetentionPolicy`):
 
-    predictions/<m>/<v>/<run>/    runs no batch's current pointer refers to (superseded by a
-                                  rescore) after ``superseded_runs_days``; any run after
+    predictions/<m>/<v>/<run>/    runs a ledger recorded that no batch's pointer refers to any
+                                  more (superseded by a rescore) after
+                                  ``superseded_runs_days``; any run after
                                   ``predictions_days``; a run prefix without a manifest (a killed
                                   run) after ``staging_hours``
     monitoring/<m>/<run>/         reports after ``reports_days``
@@ -146,15 +147,18 @@ def plan_gc(store: ObjectStore, *, policy: RetentionPolicy | None = None,
             datasets: list[str] | None = None, models: list[str] | None = None,
             now: datetime | None = None, scratch_dir: Path | None = None,
             local_root: Path | None = None) -> GcPlan:
-    """What the policy would remove now (nothing is deleted). ``datasets``/``models`` default to
-    every ledger and every model in the store; ``scratch_dir`` and ``local_root`` (a
-    LocalStore's root) add local leftovers."""
+    """What the policy would remove now (nothing is deleted). ``datasets`` defaults to every
+    ledger; ``models`` to every model (or, when ``datasets`` is given, the models those ledgers
+    name, so a model whose ledger was not read is never judged); ``scratch_dir`` and
+    ``local_root`` (a LocalStore's root) add local leftovers."""
     policy = policy or RetentionPolicy()
     now = now or datetime.now(UTC)
+    all_datasets = datasets is None
     datasets = datasets if datasets is not None else discover_datasets(store)
-    models = models if models is not None else discover_models(store)
-    plan = GcPlan(datasets=datasets, models=models)
+    plan = GcPlan(datasets=datasets)
     pointer_runs: set[str] = set()  # every run some version's current pointer refers to
+    known_runs: set[str] = set()  # every run the ledgers read here recorded
+    referenced_models: set[str] = set()
     open_runs, open_reports, keep_versions = set(), set(), set()
     trained_versions: set[str] = set()
     indexes = {ds: ledger.read_index(store, ds) for ds in datasets}
@@ -169,6 +173,14 @@ def plan_gc(store: ObjectStore, *, policy: RetentionPolicy | None = None,
             for ref, scored in view.state["scored"].items():
                 name, version = ref.rsplit("@", 1)
                 pointer_runs.add(keys.predictions_run_prefix(name, int(version), scored["run_id"]))
+            for scoring in view.state["scorings"]:
+                name, version = scoring["model"].rsplit("@", 1)
+                known_runs.add(keys.predictions_run_prefix(name, int(version), scoring["run_id"]))
+                referenced_models.add(name)
+            referenced_models.update(ref.rsplit("@", 1)[0] for ref in view.state["trained"])
+    if models is None:  # every model, or only those the chosen datasets' ledgers name
+        models = discover_models(store) if all_datasets else sorted(referenced_models)
+    plan.models = models
 
     def remove(infos: list[ObjectInfo], reason: str) -> None:
         plan.removals.extend(Removal(i.key, i.size, reason) for i in infos)
@@ -183,7 +195,7 @@ def plan_gc(store: ObjectStore, *, policy: RetentionPolicy | None = None,
                 continue
             if not complete and age > timedelta(hours=policy.staging_hours):
                 remove(infos, "scoring run without manifest (killed)")
-            elif complete and run_prefix not in pointer_runs and \
+            elif complete and run_prefix in known_runs and run_prefix not in pointer_runs and \
                     age > timedelta(days=policy.superseded_runs_days):
                 remove(infos, "scoring run superseded by a rescore")
             elif complete and age > timedelta(days=policy.predictions_days):

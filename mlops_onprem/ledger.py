@@ -140,7 +140,11 @@ def apply_event(index: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     elif kind == "scored":
         ref = f"{event['model_name']}@{event['model_version']}"
         record = {k: event[k] for k in ("run_id", "manifest_key", "output_key", "rows", "mode", "at")}
-        state["scored"][ref] = record  # the pointer: the latest complete run for this model version
+        current = state["scored"].get(ref)
+        if current is None or str(record["at"]) >= str(current["at"]):
+            # the pointer: the newest run for this model version (a late-recorded older run,
+            # e.g. a rerun finding its complete manifest, never moves it back)
+            state["scored"][ref] = record
         state["scorings"].append({"model": ref, **record})
     elif kind == "labelled":
         if event["labels_key"] not in state["labelled"]:

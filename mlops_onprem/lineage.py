@@ -102,13 +102,14 @@ def row_lineage(store: ObjectStore, dataset: str, model_name: str, row_key: Any)
     for view in ledger.versions(index, stage=ledger.STAGE_SCORING):
         validation = view.validation or {}
         low, high = validation.get("row_key_min"), validation.get("row_key_max")
+        key = str(row_key) if isinstance(low, str) else row_key  # "00123" stays a string key
         try:
-            if low is None or not (low <= row_key <= high):
+            if low is None or not (low <= key <= high):
                 continue
         except TypeError:
             continue
         frame = get_dataframe(store, validation["validated_key"], columns=[contract.row_key])
-        if not frame[contract.row_key].isin([row_key]).any():
+        if not frame[contract.row_key].isin([key]).any():
             continue
         for ref, scored in view.state["scored"].items():
             name, version = ref.rsplit("@", 1)

@@ -12,9 +12,10 @@ Idempotency
       input and the same model give the same run prefix, a changed input or model a new one.
     * A crash before the manifest leaves parts without a manifest: not complete. The rerun
       (same run id) overwrites those parts in place, then writes the manifest.
-    * A complete run is immutable: :func:`publish_manifest` creates the manifest only if none
-      exists (a ``partial`` one may be replaced by compare-and-swap), and the flow checks for a
-      complete manifest before scoring, so rerunning a complete run is a no-op.
+    * A complete run is immutable: :func:`write_manifest` creates the manifest only if none
+      exists (a retry of the same publication is a no-op; a ``partial`` one may be replaced by
+      compare-and-swap, though the flow starts a new run after a partial one), and the flow
+      checks for a complete manifest before scoring, so rerunning a complete run is a no-op.
     * Objects under the run prefix that the new manifest does not list (e.g. left behind
       when a pinned run id is reused over different inputs, or by a partition that failed
       this time) are deleted by :func:`prune_stale_parts` right after the manifest is written.
@@ -211,6 +212,8 @@ def write_manifest(store: ObjectStore, manifest: ScoringManifest) -> str:
             )
     existing = store.read_pointer(manifest.key)
     if existing is not None and existing.value.get("status") != STATUS_PARTIAL:
+        if existing.value.get("outputs") == manifest.to_json()["outputs"]:
+            return manifest.key  # a retry of this very publication (its reply was lost)
         raise ManifestError(f"run {manifest.run_id} is already complete ({manifest.key}); a "
                             "complete run is immutable: rescore under a new run id")
     try:

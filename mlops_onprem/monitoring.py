@@ -121,6 +121,9 @@ def load_window(
     feature_columns = [contract.row_key, *contract.feature_names]
     for view in views:
         scored = view.scored_by(model_ref)
+        if view.validated_key is None:  # rejected when re-validated under a newer contract
+            notes.append(f"batch version {view.id} skipped: no longer valid ({view.status})")
+            continue
         try:
             features = get_dataframe(store, view.validated_key, columns=feature_columns)
             frame = get_dataframe(store, scored["output_key"])

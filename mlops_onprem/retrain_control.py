@@ -72,19 +72,23 @@ def episode_already_handled(last: dict[str, Any] | None, trigger: dict[str, Any]
     """Why a drift ``trigger`` must not retrain again, or None when it may.
 
     Retraining answers a covariate shift once: after a completed retrain triggered by drift on
-    features F, drift on a subset of F with no quality drop is the same episode (the newest
-    labelled data is already in the training set; retraining again on it daily would register a
-    new version every cooldown). Labels (``quality_drop``) or drift on other features reopen it.
+    features F (rules R), drift on a subset of F by a subset of R with no quality drop is the
+    same episode (retraining again daily on mostly the same data would register a new version
+    every cooldown). Labels (``quality_drop``), drift on other features or by another rule, or a
+    clean window in between (:func:`close_episode`) start a new episode.
     """
     if not last or last.get("state") != STATE_IDLE or (last.get("outcome") or {}).get("error"):
         return None
+    if last.get("episode_closed_at"):
+        return None  # a clean window came in between: this drift is a new episode
     previous = last.get("trigger") or {}
-    if QUALITY_RULE in (trigger.get("rules_fired") or []):
-        return None
+    rules = set(trigger.get("rules_fired") or [])
+    if not rules or QUALITY_RULE in rules or not rules <= set(previous.get("rules_fired") or []):
+        return None  # labels say the model got worse, or a rule the last retrain did not see
     handled = set(previous.get("drifted_features") or [])
     current = set(trigger.get("drifted_features") or [])
-    if not handled or not current <= handled:
-        return None
+    if not current <= handled:
+        return None  # drift on other features: a new episode
     outcome = last.get("outcome") or {}
     return (f"drift on {sorted(current)} was already answered by the retrain that started "
             f"{last.get('started_at')} (version {outcome.get('version')}, "
@@ -195,6 +199,23 @@ def finish_retrain(
     raise RetrainControlError(
         f"retrain pointer {claim.pointer_key}: gave up after {_FINISH_ATTEMPTS} conflicting writes"
     )
+
+
+def close_episode(store: ObjectStore, model_name: str, *, report_key: str | None,
+                  now: datetime | None = None) -> bool:
+    """A clean monitoring window ends the drift episode the last retrain answered: the next
+    drift may retrain again. Returns whether the pointer changed (best effort: one CAS try)."""
+    key = retrain_pointer_key(model_name)
+    pointer = store.read_pointer(key)
+    if pointer is None or pointer.value.get("state") != STATE_IDLE or pointer.value.get("episode_closed_at"):
+        return False
+    value = dict(pointer.value, episode_closed_at=_iso(now or datetime.now(UTC)),
+                 episode_closed_by=report_key)
+    try:
+        store.write_pointer(key, value, expected_token=pointer.token)
+    except PointerConflictError:
+        return False  # another run moved it; it will be closed (or reopened) by the next clean one
+    return True
 
 
 def read_retrain_state(store: ObjectStore, model_name: str) -> dict[str, Any] | None:

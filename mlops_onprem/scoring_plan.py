@@ -20,10 +20,15 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from mlops_onprem import ledger
+from mlops_onprem.errors import MlopsError
 from mlops_onprem.manifest import ScoringManifest, derive_run_id
 from mlops_onprem.store.base import ObjectStore
 
 ScoringMode = Literal["new", "backfill", "rescore"]
+
+
+class ScoringPlanError(MlopsError):
+    """A pinned run id names a run over other batches (runs are never rewritten)."""
 MODES: tuple[str, ...] = ("new", "backfill", "rescore")
 
 

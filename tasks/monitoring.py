@@ -18,13 +18,19 @@ from mlops_onprem.alerts import drift_alert, retrain_alert, send_alert
 from mlops_onprem.errors import StoreUnavailableError
 from mlops_onprem.monitoring import (
     DECISION_INSUFFICIENT,
+    DECISION_NO_DRIFT,
     MonitoringPolicy,
     NoScoringRunsError,
     monitor,
     monitored_events,
     write_report,
 )
-from mlops_onprem.retrain_control import RetrainClaim, claim_retrain, finish_retrain
+from mlops_onprem.retrain_control import (
+    RetrainClaim,
+    claim_retrain,
+    close_episode,
+    finish_retrain,
+)
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store import open_store
 from tasks.training import artifact_key
@@ -81,6 +87,9 @@ def compute_drift_report(
         }
     report_keys, markdown = write_report(store, report)
     ledger.record(store, dataset, monitored_events(report))
+    if report.decision.status == DECISION_NO_DRIFT and close_episode(
+            store, model_name, report_key=report_keys.json):
+        logger.info("clean window: the drift episode the last retrain answered is closed")
     create_markdown_artifact(
         markdown=markdown + f"\nReport: `{report_keys.json}`\n",
         key=artifact_key("drift-report", model_name),

@@ -40,7 +40,13 @@ from mlops_onprem.scoring import (
     scoring_schema_check,
     scoring_summary_markdown,
 )
-from mlops_onprem.scoring_plan import partitions_for, plan_run_id, scored_events, select_versions
+from mlops_onprem.scoring_plan import (
+    ScoringPlanError,
+    partitions_for,
+    plan_run_id,
+    scored_events,
+    select_versions,
+)
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store import open_store
 from tasks.validation import dataset_contract
@@ -92,10 +98,25 @@ def plan_scoring_run(
     ref = f"{model['name']}@{model['version']}"
     views = select_versions(index, model["name"], mode=mode, start=start, end=end, prefix=prefix)
     partitions = partitions_for(store, views)
-    run = run_id or plan_run_id(model["name"], model["version"], [v.id for v in views],
-                                mode=mode, nonce=nonce)
+    selected = sorted(v.id for v in views)
+    run = run_id or plan_run_id(model["name"], model["version"], selected, mode=mode, nonce=nonce)
     existing = find_manifest(store, model["name"], model["version"], run) if partitions else None
-    complete = existing is not None and existing.status == STATUS_COMPLETE
+    for _ in range(20):
+        if existing is None or existing.status == STATUS_COMPLETE or run_id:
+            break
+        # an earlier attempt left a partial run: its parts stay as the ledger recorded them,
+        # and this attempt is a new run (deterministic, so a rerun of it is a no-op again)
+        run = plan_run_id(model["name"], model["version"], selected, mode="rescore",
+                          nonce=f"retry-of-{run}")
+        existing = find_manifest(store, model["name"], model["version"], run)
+    if existing is not None:
+        inputs = sorted(i.version or "" for i in existing.inputs)
+        if existing.status != STATUS_COMPLETE or inputs != selected:
+            raise ScoringPlanError(
+                f"run {run} already exists ({existing.key}, {existing.status}, {len(inputs)} "
+                f"input(s)) and this selection is {len(selected)} other batch version(s): a run "
+                "is never rewritten; leave run_id unset or choose a new one")
+    complete = existing is not None
     logger = get_run_logger()
     if complete:
         logger.info("run %s is already complete (%s): nothing is rescored", run, existing.key)

@@ -91,9 +91,10 @@ def _verdict_markdown(verdict: batch_gate.GateVerdict, result_markdown: str) -> 
 # no retries: re-gating the same bytes gives the same verdict and the same keys; the store
 # client retries transient I/O itself (Settings.s3_max_retries)
 @task(name="validate-batch", task_run_name="validate-{version}", cache_policy=NONE)
-def validate_batch(dataset: str, version: str, contract_path: str | None = None) -> dict[str, Any]:
+def validate_batch(dataset: str, version: str, contract_path: str | None = None) -> dict[str, Any] | None:
     """Validate one batch version, route it (validated copy or quarantine), then record the
-    verdict in the ledger (the commit marker). Returns the verdict record.
+    verdict in the ledger (the commit marker). Returns the verdict record (None when the version
+    was superseded by new bytes under its key meanwhile).
 
     Publishes a markdown artifact naming the batch, its version and where it was routed.
     """
@@ -103,6 +104,11 @@ def validate_batch(dataset: str, version: str, contract_path: str | None = None)
     state = index["versions"].get(version)
     if state is None:
         raise ledger.LedgerError(f"batch version {version} of {dataset!r} is not in the ledger")
+    if not any(entry["version"] == version for entry in index["keys"].values()):
+        # new bytes landed under its key since it was registered: the next run gates those
+        logger.warning("batch version %s of %s was superseded before it was gated; skipped",
+                       version, dataset)
+        return None
     view = ledger.VersionView(state, True)
     verdict, result, event = batch_gate.gate_version(store, contract, index, view)
     ledger.record(store, dataset, [event])

@@ -169,3 +169,21 @@ def test_a_crash_before_the_verdict_event_leaves_the_version_pending(local_store
     assert [v.id for v in ledger.pending(ledger.read_index(local_store, "shop"), "scoring")] == [view.id]
     _index, verdicts = _gate_all(local_store, contract)
     assert verdicts["inbox/shop/a.parquet"].routed_key == keys.validated_scoring_key("shop", view.id)
+
+
+def test_a_late_recorded_older_run_never_moves_the_pointer_back():
+    index = ledger.empty_index("shop")
+    landed = ledger.landed_event("scoring", key="inbox/shop/a.parquet", etag="e", sha256="a" * 64,
+                                 size=1, partition_day=None, at="2026-01-01T00:00:00Z")
+    vid = landed["version"]
+
+    def scored(run: str, at: str) -> dict:
+        return ledger.make_event("scored", vid, identity=("m", 1, run), at=at, model_name="m",
+                                 model_version=1, run_id=run, manifest_key=f"{run}/m",
+                                 output_key=f"{run}/p", rows=1, mode="new")
+
+    index = ledger.fold(index, [landed, scored("new-run", "2026-01-03T00:00:00Z"),
+                                scored("old-run", "2026-01-02T00:00:00Z")])
+    view = ledger.VersionView(index["versions"][vid], True)
+    assert view.scored_by("m@1")["run_id"] == "new-run"
+    assert [s["run_id"] for s in view.state["scorings"]] == ["new-run", "old-run"]

@@ -130,3 +130,21 @@ def test_a_drift_episode_answered_by_a_retrain_does_not_retrain_again(local_stor
                             trigger={"rules_fired": ["feature_share", "quality_drop"],
                                      "drifted_features": ["num_05"]}, now=later + timedelta(days=1))
     assert quality.granted  # labels say the model got worse: retrain again
+
+
+def test_a_clean_window_or_another_rule_starts_a_new_episode(local_store):
+    from mlops_onprem.retrain_control import close_episode, episode_already_handled
+
+    trigger = {"rules_fired": ["feature_share", "prediction_drift"], "drifted_features": ["num_00"]}
+    first = claim_retrain(local_store, "demo", champion_version=1, cooldown_minutes=0,
+                          trigger=trigger, now=T0)
+    last = finish_retrain(local_store, first, {"version": 2, "promoted": True}, now=T0)
+    assert episode_already_handled(last, {"rules_fired": ["prediction_drift"], "drifted_features": []})
+    assert episode_already_handled(last, {"rules_fired": [], "drifted_features": []}) is None
+    assert episode_already_handled(
+        {**last, "trigger": {"rules_fired": ["feature_share"], "drifted_features": ["num_00"]}},
+        {"rules_fired": ["prediction_drift"], "drifted_features": []}) is None  # a new rule
+    assert close_episode(local_store, "demo", report_key="monitoring/demo/clean/report.json", now=T0)
+    again = claim_retrain(local_store, "demo", champion_version=2, cooldown_minutes=0,
+                          trigger=trigger, now=T0 + timedelta(days=2))
+    assert again.granted  # the clean window in between ended the episode

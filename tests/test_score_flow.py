@@ -349,3 +349,18 @@ def test_tasks_retry_only_transient_io_failures() -> None:
     assert retry_on_transient_io(None, None, Failed(data=StoreUnavailableError("down")))
     assert not retry_on_transient_io(None, None, Failed(data=CorruptPartitionError("bad")))
     assert not retry_on_transient_io(None, None, Failed(data=ModelNotFoundError("none")))
+
+
+def test_a_pinned_run_id_never_rewrites_a_run_over_other_batches(s3_env, s3_store, demo_contract) -> None:
+    from mlops_onprem.scoring_plan import ScoringPlanError
+
+    register_handmade_champion(s3_store, linear_onnx(demo_contract))
+    land_inbox(s3_store, n_batches=1)
+    first = score_batch(dataset="demo", model_name="demo", run_id="nightly")
+    before = run_bytes(s3_store, keys.predictions_run_prefix("demo", 1, "nightly"))
+    put_dataframe(s3_store, keys.scoring_inbox_key("demo", "b901"),
+                  generate_batch(spec_for(), 30, seed=7, start_row=20_000, with_label=False))
+    with pytest.raises(ScoringPlanError, match="never rewritten"):
+        score_batch(dataset="demo", model_name="demo", run_id="nightly")
+    assert run_bytes(s3_store, keys.predictions_run_prefix("demo", 1, "nightly")) == before
+    assert first["rows"] == 400
