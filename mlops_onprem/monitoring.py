@@ -131,7 +131,10 @@ def load_window(
             notes.append(f"batch version {view.id} skipped: {exc}")
             continue
         feature_frames.append(features)
-        wanted = [c for c in (contract.row_key, "predicted_label", *score_columns) if c in frame]
+        # the ``score`` column always (quality needs it; a multiclass profile names only the
+        # ``proba_<class>`` columns), plus every profiled score column
+        wanted = [c for c in dict.fromkeys((contract.row_key, "predicted_label", "score",
+                                            *score_columns)) if c in frame]
         prediction_frames.append(frame[wanted])
         described.append({"version": view.id, "data_date": view.data_date,
                           "source_key": (view.validation or {}).get("source_key"),
@@ -271,7 +274,8 @@ def decide(drift: DriftResult, quality: QualityResult | None, policy: Monitoring
         return Decision(
             DECISION_INSUFFICIENT, (),
             (f"insufficient data: {drift.n_current} rows in the window, "
-             f"{policy.drift.min_rows} needed for a verdict",),
+             f"{policy.drift.min_rows} needed for a verdict (policy drift.min_rows; widen "
+             "the window with window_days / window_batches or lower it)",),
         )
     fired, reasons = [], []
     if drift.drifted_share >= policy.drifted_share:
