@@ -61,6 +61,8 @@ class ModelSpec(BaseModel):
     classifier_params: dict[str, Any] = Field(default_factory=dict)
     regressor_params: dict[str, Any] = Field(default_factory=dict)
     holdout_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    # auto: by time when the contract names a timestamp, else stratified random (classification)
+    split: Literal["auto", "time", "stratified", "random"] = "auto"
     seed: int = 42
     primary_metric: str | None = None
     parity_tolerance: float = Field(default=1e-5, ge=0.0)

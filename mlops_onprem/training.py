@@ -158,34 +158,61 @@ def encode_labels(values: pd.Series, contract: Contract) -> np.ndarray:
     return encoded
 
 
+def _class_counts(frame: pd.DataFrame, label: str) -> dict[str, int]:
+    return {str(k): int(v) for k, v in frame[label].value_counts().sort_index().items()}
+
+
 def split_train_holdout(
-    frame: pd.DataFrame, contract: Contract, *, holdout_fraction: float, seed: int
+    frame: pd.DataFrame, contract: Contract, *, holdout_fraction: float, seed: int,
+    method: str = "auto",
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Split rows into train and holdout.
 
-    By time when the contract names a timestamp (the latest ``holdout_fraction`` of rows are
-    the holdout, ties broken by row key), else a seeded random split, stratified for
-    classification. Returns ``(train, holdout, method)``. Raises TrainingDataError if either
-    side would be empty.
+    ``method`` "time" (the latest ``holdout_fraction`` of rows by the contract's timestamp, ties
+    broken by row key), "stratified" / "random" (seeded), or "auto": time when the contract names
+    a timestamp, else stratified random for classification. Returns ``(train, holdout,
+    method)``. Raises TrainingDataError if either side would be empty, and, for
+    classification, when a class of the data is missing from the holdout or the training side
+    (e.g. data ordered by class under a time split): the error gives the class counts of both
+    sides and names the spec's ``split`` option, instead of an undefined metric at the gate.
     """
     n_holdout = int(round(len(frame) * holdout_fraction))
     if n_holdout < 1 or n_holdout >= len(frame):
         raise TrainingDataError(
             f"{len(frame)} rows cannot be split with holdout fraction {holdout_fraction}"
         )
-    if contract.timestamp:
+    classification = contract.label is not None and contract.label.task != Task.REGRESSION
+    if method == "time" or (method == "auto" and contract.timestamp):
+        if not contract.timestamp:
+            raise TrainingDataError(f"split 'time' needs a timestamp; contract {contract.dataset!r} "
+                                    "names none")
         ordered = frame.sort_values([contract.timestamp, contract.row_key], kind="stable")
         cut = len(ordered) - n_holdout
-        return ordered.iloc[:cut], ordered.iloc[cut:], f"time ({contract.timestamp})"
-    stratify = None
-    if contract.label is not None and contract.label.task != Task.REGRESSION:
-        counts = frame[contract.label.name].value_counts()
-        if counts.min() >= 2:  # stratification needs two rows per class
-            stratify = frame[contract.label.name]
-    train, holdout = train_test_split(
-        frame, test_size=n_holdout, random_state=seed, shuffle=True, stratify=stratify
-    )
-    return train, holdout, "stratified random" if stratify is not None else "random"
+        train, holdout, used = ordered.iloc[:cut], ordered.iloc[cut:], f"time ({contract.timestamp})"
+    else:
+        stratify = None
+        if classification and method != "random":
+            counts = frame[contract.label.name].value_counts()
+            if counts.min() >= 2:  # stratification needs two rows per class
+                stratify = frame[contract.label.name]
+        train, holdout = train_test_split(
+            frame, test_size=n_holdout, random_state=seed, shuffle=True, stratify=stratify
+        )
+        used = "stratified random" if stratify is not None else "random"
+    if classification:
+        classes = set(frame[contract.label.name].unique())
+        missing_holdout = classes - set(holdout[contract.label.name].unique())
+        missing_train = classes - set(train[contract.label.name].unique())
+        if missing_holdout or missing_train:
+            raise TrainingDataError(
+                f"the {used} split of {len(frame)} rows leaves class(es) "
+                f"{sorted(map(str, missing_holdout | missing_train))} out of the "
+                f"{'holdout' if missing_holdout else 'training side'} (train "
+                f"{_class_counts(train, contract.label.name)}, holdout "
+                f"{_class_counts(holdout, contract.label.name)}): the holdout metric would be "
+                "undefined or biased; set `split: stratified` (or `random`) in the model spec, "
+                "or land data covering every class in the latest period")
+    return train, holdout, used
 
 
 # --- pipelines ----------------------------------------------------------------------------
@@ -323,7 +350,7 @@ def train_model(frame: pd.DataFrame, contract: Contract, spec: ModelSpec) -> Tra
     assert contract.label is not None  # build_pipeline checked
     task = contract.label.task
     train, holdout, method = split_train_holdout(
-        frame, contract, holdout_fraction=spec.holdout_fraction, seed=spec.seed
+        frame, contract, holdout_fraction=spec.holdout_fraction, seed=spec.seed, method=spec.split
     )
     y_train = encode_labels(train[contract.label.name], contract)
     y_holdout = encode_labels(holdout[contract.label.name], contract)

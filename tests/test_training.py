@@ -160,3 +160,16 @@ def test_model_spec_loads_by_name_applies_overrides_and_checks_the_primary_metri
 def test_every_spec_in_model_specs_loads():
     for name in ("xgboost", "logistic", "random_forest"):
         assert load_model_spec(name).name == name
+
+
+def test_a_time_holdout_missing_a_class_is_refused_with_the_counts_and_the_option():
+    spec = SyntheticSpec()
+    contract = make_contract(spec)
+    frame = generate_batch(spec, 1000, seed=3).sort_values("label", kind="stable")
+    frame["event_time"] = pd.date_range("2026-01-01", periods=len(frame), freq="s")  # class-ordered
+    with pytest.raises(TrainingDataError, match=r"split: stratified") as excinfo:
+        split_train_holdout(frame, contract, holdout_fraction=0.2, seed=1)
+    assert "holdout {'1':" in str(excinfo.value) and "train {'0':" in str(excinfo.value)
+    train, holdout, method = split_train_holdout(frame, contract, holdout_fraction=0.2, seed=1,
+                                                 method="stratified")
+    assert method == "stratified random" and set(holdout["label"]) == {0, 1}
