@@ -18,6 +18,7 @@ from mlops_onprem.gc import GcPlan, RetentionPolicy, apply_gc, plan_gc, plan_mar
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store import open_store
 from mlops_onprem.store.local import LocalStore
+from tasks.run_labels import run_name
 
 
 @task(name="plan-retention", cache_policy=NONE, retries=2, retry_delay_seconds=[5, 30])
@@ -36,7 +37,7 @@ def apply_retention(plan: GcPlan) -> int:
     return freed
 
 
-@flow(name="gc")
+@flow(name="gc", flow_run_name=run_name(lambda p: "gc dry-run" if p.get("dry_run") else "gc"))
 def collect_garbage(
     dry_run: bool = False,
     policy: RetentionPolicy | None = None,

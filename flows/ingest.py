@@ -22,6 +22,7 @@ from prefect import flow, get_run_logger
 
 from mlops_onprem import ledger
 from mlops_onprem.validation import BatchRejectedError
+from tasks.run_labels import mark_run, run_name
 from tasks.validation import register_landings, validate_batch
 
 Stage = Literal["training", "scoring"]
@@ -34,7 +35,9 @@ def rejected_error(dataset: str, rejected: list[dict[str, Any]]) -> BatchRejecte
                               f"{names}", dataset=dataset, batch_id=",".join(r["version"] for r in rejected))
 
 
-@flow(name="ingest-batch")
+@flow(name="ingest-batch", flow_run_name=run_name(lambda p: (
+    f"ingest {p.get('dataset', 'demo')} {p.get('stage') or ''} "
+    f"{(p.get('source_key') or '').rstrip('/').rsplit('/', 1)[-1]}")))
 def ingest_batch(
     dataset: str = "demo",
     source_key: str | None = None,
@@ -55,6 +58,7 @@ def ingest_batch(
     Raises BatchRejectedError after gating everything when a batch was rejected (unless
     ``fail_on_rejected`` is False); store or contract errors stop the run (not a verdict).
     """
+    mark_run(tags=[f"dataset:{dataset}"])
     stages = [stage] if stage else [ledger.STAGE_TRAINING, ledger.STAGE_SCORING]
     todo = register_landings(dataset, stages, source_prefix=source_key, start=start, end=end,
                              contract_path=contract_path, revalidate=revalidate,
@@ -68,6 +72,8 @@ def ingest_batch(
                "rejected": [v for v in verdicts if not v["success"]]}
     get_run_logger().info("%s: %d batch version(s) validated, %d rejected", dataset,
                           len(summary["validated"]), len(summary["rejected"]))
+    if summary["rejected"]:
+        mark_run(suffix=f" - {len(summary['rejected'])} rejected", tags=["rejected"])
     if summary["rejected"] and fail_on_rejected:
         raise rejected_error(dataset, summary["rejected"])
     return summary

@@ -4,7 +4,9 @@
 Pipeline::
 
     compute-drift-report -> (drift) emit-drift-event -> send-drift-alert
-        -> claim-retrain (debounced: one per cooldown, none while one runs)
+        -> check-new-training-data (no labelled batch version the champion did not train on:
+           no retrain, the reason recorded)
+        -> claim-retrain (debounced: one per cooldown, none while one runs, one per drift episode)
         -> train-model (deployment run or embedded subflow) -> finish-retrain
         -> send-retrain-alert
 
@@ -21,6 +23,7 @@ from flows.train import train_model
 from mlops_onprem.monitoring import MonitoringPolicy
 from tasks.deployments import run_child_deployment
 from tasks.monitoring import (
+    check_new_training_data,
     claim_retrain_slot,
     compute_drift_report,
     emit_drift_event,
@@ -29,9 +32,11 @@ from tasks.monitoring import (
     send_drift_alert,
     send_retrain_alert,
 )
+from tasks.run_labels import mark_run, run_name
 
 
-@flow(name="monitor-model")
+@flow(name="monitor-model", flow_run_name=run_name(lambda p: (
+    f"monitor {p.get('model_name', 'demo')} {p.get('dataset', 'demo')}")))
 def monitor_model(
     model_name: str = "demo",
     dataset: str = "demo",
@@ -60,8 +65,12 @@ def monitor_model(
     with its message) or the embedded training error, after recording it on the retrain
     pointer and alerting.
     """
+    mark_run(tags=[f"dataset:{dataset}", f"model:{model_name}"])
     record = compute_drift_report(model_name, dataset, window_days=window_days,
                                   window_batches=window_batches, as_of=as_of, policy=policy)
+    outcome = {"drift": " - drift", "insufficient_data": " - insufficient data"}
+    mark_run(suffix=f"@v{record['model_version']}" + outcome.get(record["decision"], ""),
+             tags=[record["decision"]])
     result: dict[str, Any] = {**record, "event_id": None, "alert": None,
                               "retrain": {"status": "not_needed"}}
     if not record["drift"]:
@@ -73,6 +82,10 @@ def monitor_model(
         return result
     # retrain the champion's model family (its spec), not whatever the default is
     spec = record.get("champion_spec") or "xgboost"
+    fresh = check_new_training_data(model_name, dataset, record["model_version"])
+    if fresh["new_versions"] == 0:
+        result["retrain"] = {"status": "skipped", "reason": fresh["reason"]}
+        return result
     claim = claim_retrain_slot(record)
     if not claim["granted"]:
         result["retrain"] = {"status": "skipped", "reason": claim["reason"],

@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows.ingest import ingest_batch, rejected_error
 from flows.score import score_batch
 from flows.train import train_model
+from tasks.run_labels import run_name
 
 
 def _pipeline_markdown(summary: dict[str, Any]) -> str:
@@ -36,7 +37,7 @@ def _pipeline_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@flow(name="run-pipeline")
+@flow(name="run-pipeline", flow_run_name=run_name(lambda p: f"pipeline {p.get('dataset', 'demo')}"))
 def run_pipeline(
     dataset: str = "demo",
     model_name: str = "demo",

@@ -35,6 +35,7 @@ from flows.ingest import ingest_batch, rejected_error
 from mlops_onprem import keys, ledger
 from mlops_onprem.scoring import DEFAULT_BATCH_ROWS, score_distribution
 from mlops_onprem.scoring_plan import ScoringMode
+from tasks.run_labels import mark_run, run_name
 from tasks.scoring import (
     check_scoring_complete,
     plan_scoring_run,
@@ -56,7 +57,9 @@ def _nothing_to_score(dataset: str, model: dict[str, Any] | None, run_id: str | 
             "score_distribution": score_distribution([]), "workers": []}
 
 
-@flow(name="score-batch")
+@flow(name="score-batch", flow_run_name=run_name(lambda p: (
+    f"score {p.get('dataset', 'demo')} {p.get('model_name', 'demo')}@{p.get('model_ref', 'champion')} "
+    f"{p.get('mode', 'new')} {p.get('start') or ''}{'..' if p.get('end') else ''}{p.get('end') or ''}")))
 def score_batch(
     dataset: str = "demo",
     model_name: str = "demo",
@@ -86,6 +89,7 @@ def score_batch(
     ``fail_on_rejected`` is False).
     """
     started_at = time.time()
+    mark_run(tags=[f"dataset:{dataset}", f"model:{model_name}"])
     inbox = keys.scoring_inbox_prefix(dataset)
     if input_prefix is not None and not input_prefix.startswith(inbox):
         raise ValueError(f"input_prefix {input_prefix!r} is not under the scoring inbox {inbox!r}")
@@ -112,6 +116,9 @@ def score_batch(
     summary["rejected"] = gated["rejected"]
     summary["mode"] = mode
     publish_scoring_summary(summary)
+    mark_run(suffix=f" v{summary['model_version']}" + (
+        f" - {len(gated['rejected'])} rejected" if gated["rejected"] else ""),
+        tags=["rejected"] if gated["rejected"] else ())
     check_scoring_complete(summary)
     if gated["rejected"] and fail_on_rejected:
         raise rejected_error(dataset, gated["rejected"])

@@ -19,10 +19,12 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from tasks.registry import promote_model_task, register_model_task
+from tasks.run_labels import mark_run, run_name
 from tasks.training import check_parity_task, record_training_set, train_candidate_task
 
 
-@flow(name="train-model")
+@flow(name="train-model", flow_run_name=run_name(lambda p: (
+    f"train {p.get('model_name', 'demo')} {p.get('spec', 'xgboost')}")))
 def train_model(
     dataset: str = "demo",
     model_name: str = "demo",
@@ -42,6 +44,7 @@ def train_model(
     Raises TrainingDataError (no validated data), ParityError (ONNX differs from native:
     nothing registered), PromotionConflictError (a concurrent promotion won).
     """
+    mark_run(tags=[f"dataset:{dataset}", f"model:{model_name}"])
     run_id = flow_run.get_id() or uuid.uuid4().hex
     candidate = train_candidate_task(
         dataset, model_name, spec, run_id, seed=seed, contract_path=contract_path,

@@ -168,6 +168,27 @@ def claim_retrain_slot(record: dict[str, Any]) -> dict[str, Any]:
     return claim.to_dict()
 
 
+@task(name="check-new-training-data", cache_policy=NONE, retries=2, retry_delay_seconds=[2, 10])
+def check_new_training_data(model_name: str, dataset: str, champion_version: int | None) -> dict[str, Any]:
+    """Whether the ledger's training set holds a labelled batch version the champion did not
+    train on. Returns ``{"new_versions": n | None, "reason": str}`` (None: the champion's card
+    predates the ledger, so nothing can be compared and retraining is allowed)."""
+    store = open_store()
+    trained: set[str] = set()
+    if champion_version is not None:
+        card = registry.get_version(store, model_name, champion_version).card
+        trained = {v["version"] for v in card.get("data", {}).get("batch_versions") or []}
+    if not trained:
+        return {"new_versions": None, "reason": "the champion's card lists no batch versions"}
+    current = {v.id for v in ledger.training_set(ledger.read_index(store, dataset))}
+    new = sorted(current - trained)
+    reason = ("" if new else
+              f"no new labelled batch version of {dataset!r} since v{champion_version}'s training "
+              f"set ({len(trained)} version(s)): a retrain would learn nothing new")
+    get_run_logger().info("%d new training batch version(s) since v%s", len(new), champion_version)
+    return {"new_versions": len(new), "reason": reason}
+
+
 @task(name="read-retrain-outcome", cache_policy=NONE)
 def read_retrain_outcome(model_name: str, previous_champion: int | None) -> dict[str, Any]:
     """The training flow's outcome as the registry recorded it (for deployment runs, whose

@@ -114,6 +114,12 @@ def test_every_pending_batch_is_gated_in_one_run_and_the_run_fails_naming_the_re
     assert not s3_store.exists(keys.validated_key("shop", rejected.id))
     artifact = Artifact.get("validation-shop-rejected")
     assert "FAILED" in artifact.data and quarantined in artifact.data
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:  # what the runs list shows
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.name == "ingest shop - 1 rejected"
+    assert {"dataset:shop", "rejected"} <= set(run.tags)
 
 
 def test_truncated_upload_is_quarantined_with_a_clear_message(s3_env, s3_store, contract_path):

@@ -121,8 +121,11 @@ def test_a_failed_retrain_fails_the_monitor_with_its_message_records_it_and_aler
 ):
     seed_validated(s3_store, rows=1200, batches=2)
     train_model(dataset="demo", model_name="demo", spec="logistic")
+    put_dataframe(s3_store, keys.incoming_key("demo", "batch-new"),
+                  generate_batch(SPEC, 500, seed=610, start_row=600_000))
+    gate_landed(s3_store, make_contract(SPEC))  # new labelled data: a retrain may run
     _score(s3_store, "score-009", seed=509, start_row=900_000, shift=1.5)
-    # the retrain has nothing to learn from: the training flow raises TrainingDataError
+    # ... but its validated copies are gone: the training flow fails, naming the missing key
     for info in list(s3_store.list(keys.validated_prefix("demo"))):
         s3_store.delete(info.key)
 
@@ -157,3 +160,23 @@ def test_the_monitoring_policy_is_a_flow_parameter_that_changes_the_verdict(s3_e
                             policy=lenient)
     assert relaxed["drift"] is False, relaxed["reasons"]
     assert relaxed["retrain"] == {"status": "not_needed"}
+
+
+def test_no_retrain_without_new_labelled_data(s3_env, s3_store, webhook):
+    seed_validated(s3_store, rows=1200, batches=2)
+    train_model(dataset="demo", model_name="demo", spec="logistic")
+    _score(s3_store, "score-010", seed=510, start_row=950_000, shift=1.5)
+
+    state = monitor_model(model_name="demo", dataset="demo", window_batches=1, return_state=True)
+    drifted = state.result()
+
+    assert drifted["drift"] is True
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:  # the drifted run stands out in the runs list
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.name == "monitor demo demo@v1 - drift"
+    assert {"drift", "model:demo", "dataset:demo"} <= set(run.tags)
+    assert drifted["retrain"]["status"] == "skipped"
+    assert "no new labelled batch version" in drifted["retrain"]["reason"]
+    assert [mv.version for mv in registry.list_versions(s3_store, "demo")] == [1]

@@ -224,6 +224,11 @@ def test_monitoring_on_drifted_data_starts_exactly_one_training_run(
 
     require_deployment(deployed, "monitor-model/onprem")
     assert pipeline_run.state == "COMPLETED", "the pipeline run registers the champion first"
+    # new labelled data since the champion trained (without it a drift does not retrain)
+    fresh = land_batch(admin_store, f"fresh-{uuid.uuid4().hex[:6]}", seed=41)
+    gated = run_deployment("ingest-batch/onprem", parameters={"source_key": fresh},
+                           timeout=RUN_TIMEOUT_S, poll_interval=1)
+    assert gated.state.is_completed(), f"{gated.state}\n{worker.tail()}"
     drifted = keys.scoring_inbox_key(DATASET, f"drift-{uuid.uuid4().hex[:6]}")
     put_dataframe(admin_store, drifted, generate_batch(SPEC, 800, seed=40, covariate_shift=2.0,
                                                        with_label=False,

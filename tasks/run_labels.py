@@ -1,0 +1,46 @@
+"""Flow run names, tags and outcome marks: what a data engineer reads in the Prefect runs list.
+
+Every flow names its runs from its parameters (``ingest demo scoring``, ``score demo
+demo@champion new``, ``monitor demo``) and tags them ``dataset:<ds>`` / ``model:<name>``. An
+outcome worth seeing in the list is appended to the name and tagged (the design's choice: the
+state stays Completed when the run did its job, e.g. a monitoring run that found drift; a
+rejected batch already fails its run): `` - drift``, `` - insufficient data``,
+`` - N rejected``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prefect import runtime
+from prefect.logging import get_run_logger
+
+
+def _parameters() -> dict[str, Any]:
+    return dict(runtime.flow_run.parameters or {})
+
+
+def run_name(template: Callable[[dict[str, Any]], str]) -> Callable[[], str]:
+    """A ``flow_run_name`` callable building the name from the run's parameters."""
+    def name() -> str:
+        return " ".join(template(_parameters()).split())
+    return name
+
+
+def mark_run(*, suffix: str | None = None, tags: Iterable[str] = ()) -> None:
+    """Append ``suffix`` to the current flow run's name and add ``tags`` (best effort: failing
+    to label never fails the run)."""
+    from prefect.client.orchestration import get_client
+
+    run_id = runtime.flow_run.id
+    if not run_id:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(run_id)
+            name = current.name + suffix if suffix and not current.name.endswith(suffix) else None
+            client.update_flow_run(run_id, name=name,
+                                   tags=sorted(set(current.tags) | set(tags)) if tags else None)
+    except Exception as exc:  # noqa: BLE001 - a label is never worth a failed run
+        get_run_logger().warning("could not label the flow run: %s", type(exc).__name__)
