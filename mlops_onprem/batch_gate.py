@@ -109,7 +109,7 @@ def discover_labels(store: ObjectStore, dataset: str, contract: Contract,
             etag=info.etag, rows=len(frame), row_key_min=low, row_key_max=high))
         for view in ledger.versions(index, stage=ledger.STAGE_SCORING):
             validation = view.validation or {}
-            if view.status == ledger.STATUS_VALIDATED and _overlaps(
+            if view.status == ledger.STATUS_VALIDATED and key_ranges_overlap(
                     (validation.get("row_key_min"), validation.get("row_key_max")), (low, high)):
                 events.append(ledger.make_event("labelled", view.id, identity=(info.key, info.etag),
                                                 labels_key=info.key))
@@ -124,7 +124,9 @@ def _key_range(values: pd.Series) -> tuple[Any, Any]:
     return (low.item() if hasattr(low, "item") else low), (high.item() if hasattr(high, "item") else high)
 
 
-def _overlaps(a: tuple[Any, Any], b: tuple[Any, Any]) -> bool:
+def key_ranges_overlap(a: tuple[Any, Any], b: tuple[Any, Any]) -> bool:
+    """Whether two (min, max) row-key ranges share a key; unknown bounds or keys of
+    different types never do."""
     if None in a or None in b:
         return False
     try:
@@ -174,7 +176,7 @@ def row_key_overlap(store: ObjectStore, index: dict[str, Any], view: ledger.Vers
         validation = other.validation or {}
         if other.id == view.id or not other.current or other.status != ledger.STATUS_VALIDATED:
             continue
-        if not _overlaps((validation.get("row_key_min"), validation.get("row_key_max")), (low, high)):
+        if not key_ranges_overlap((validation.get("row_key_min"), validation.get("row_key_max")), (low, high)):
             continue
         theirs = get_dataframe(store, validation["validated_key"], columns=[contract.row_key])
         count = int(theirs[contract.row_key].isin(mine).sum())

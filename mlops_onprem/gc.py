@@ -185,6 +185,13 @@ def plan_gc(store: ObjectStore, *, policy: RetentionPolicy | None = None,
     def remove(infos: list[ObjectInfo], reason: str) -> None:
         plan.removals.extend(Removal(i.key, i.size, reason) for i in infos)
 
+    def expire(prefix: str, depth: int, kept: set[str], max_age: timedelta, reason: str) -> None:
+        """Remove each group under ``prefix`` (named by its key segment ``depth - 1``) whose
+        newest object is older than ``max_age``, unless its name is in ``kept``."""
+        for group, infos in _groups(list(store.list(prefix)), depth).items():
+            if group.split("/")[depth - 1] not in kept and _newest(infos, now) > max_age:
+                remove(infos, reason)
+
     for model in models:
         for run_prefix, infos in _groups(list(store.list(keys.predictions_model_prefix(model))), 4).items():
             age = _newest(infos, now)
@@ -200,12 +207,8 @@ def plan_gc(store: ObjectStore, *, policy: RetentionPolicy | None = None,
                 remove(infos, "scoring run superseded by a rescore")
             elif complete and age > timedelta(days=policy.predictions_days):
                 remove(infos, f"scoring run older than {policy.predictions_days} days")
-        for report_prefix, infos in _groups(list(store.list(f"monitoring/{model}/")), 3).items():
-            run_id = report_prefix.split("/")[2]
-            if run_id in open_reports:
-                continue
-            if _newest(infos, now) > timedelta(days=policy.reports_days):
-                remove(infos, f"monitoring report older than {policy.reports_days} days")
+        expire(f"monitoring/{model}/", 3, open_reports, timedelta(days=policy.reports_days),
+               f"monitoring report older than {policy.reports_days} days")
         model_infos = list(store.list(keys.model_prefix(model)))
         for prefix, infos in _groups(model_infos, 4).items():
             if prefix.split("/")[2] == "staging" and _newest(infos, now) > timedelta(hours=policy.staging_hours):
@@ -218,22 +221,19 @@ def plan_gc(store: ObjectStore, *, policy: RetentionPolicy | None = None,
 
     for dataset in datasets:
         index = indexes[dataset]
+        current = {entry["version"] for entry in index["keys"].values()}
         for top in ("validation", "validation-scoring"):
             for info in store.list(f"{top}/{dataset}/"):
                 version = info.key.rsplit("/", 1)[-1].removesuffix(".json")
                 state = index["versions"].get(version)
                 if state is None or version in keep_versions or version in trained_versions:
                     continue
-                view = ledger.VersionView(state, version in {e["version"] for e in index["keys"].values()})
+                view = ledger.VersionView(state, version in current)
                 if (view.status == ledger.STATUS_REJECTED or not view.current) and \
                         _age(info, now) > timedelta(days=policy.validation_results_days):
                     remove([info], "validation result of a rejected or superseded batch")
-        for prefix, infos in _groups(list(store.list(f"quarantine/{dataset}/")), 3).items():
-            version = prefix.split("/")[2]
-            if version in keep_versions:
-                continue
-            if _newest(infos, now) > timedelta(days=policy.quarantine_days):
-                remove(infos, f"quarantined batch older than {policy.quarantine_days} days")
+        expire(f"quarantine/{dataset}/", 3, keep_versions, timedelta(days=policy.quarantine_days),
+               f"quarantined batch older than {policy.quarantine_days} days")
 
     horizon = time.time() - policy.scratch_hours * 3600
     if scratch_dir is not None and Path(scratch_dir).is_dir():

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlops_onprem import keys, ledger
+from mlops_onprem import batch_gate, keys, ledger
 from mlops_onprem.contracts import Contract, Task
 from mlops_onprem.drift import ColumnDrift, DriftResult, DriftThresholds, Status, compute_drift
 from mlops_onprem.errors import MlopsError, MonitoringError, ObjectNotFoundError
@@ -167,12 +167,9 @@ def load_labels(store: ObjectStore, index: dict[str, Any], contract: Contract,
     wanted = set(row_keys.tolist())
     frames, read = [], []
     for key, entry in sorted(index.get("labels", {}).items(), key=lambda item: str(item[1].get("at"))):
-        lo, hi = entry.get("row_key_min"), entry.get("row_key_max")
-        try:
-            if lo is None or hi is None or hi < low or high < lo:
-                continue
-        except TypeError:
-            continue  # keys of another type: not this window's rows
+        if not batch_gate.key_ranges_overlap((entry.get("row_key_min"), entry.get("row_key_max")),
+                                             (low, high)):
+            continue
         frame = get_dataframe(store, key, columns=columns)
         frames.append(frame[frame[contract.row_key].isin(wanted)])
         read.append(key)

@@ -14,7 +14,8 @@ from mlops_onprem.onnx_export import ParityResult
 from mlops_onprem.registry import promote_if_better, register_candidate
 from mlops_onprem.store import open_store
 from mlops_onprem.training import Candidate
-from tasks.training import artifact_key, contract_for
+from tasks.training import artifact_key
+from tasks.validation import dataset_contract
 
 
 @task(name="register-model", cache_policy=NONE)
@@ -28,7 +29,7 @@ def register_model_task(
     Publishes the model card as a markdown artifact.
     """
     record = Candidate.from_dict(candidate)
-    contract = contract_for(record.dataset, contract_path)
+    contract = dataset_contract(record.dataset, contract_path)
     mv = register_candidate(
         open_store(), record, contract, ParityResult(**parity), flow_run_id=flow_run_id
     )

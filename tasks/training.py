@@ -16,25 +16,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from mlops_onprem import ledger
-from mlops_onprem.contracts import Contract, find_contract, load_contract
 from mlops_onprem.model_card import metrics_table
 from mlops_onprem.model_spec import load_model_spec
 from mlops_onprem.registry import check_candidate_parity
 from mlops_onprem.store import open_store
 from mlops_onprem.training import Candidate, train_candidate
+from tasks.validation import dataset_contract
 
 
 def artifact_key(*parts: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:200]
-
-
-def contract_for(dataset: str, contract_path: str | None) -> Contract:
-    """The contract at ``contract_path``, else ``data_contracts/<dataset>.yaml``."""
-    contract = load_contract(contract_path) if contract_path else find_contract(dataset)
-    if contract.dataset != dataset:
-        raise ValueError(f"contract for dataset {contract.dataset!r} used for dataset {dataset!r}")
-    return contract
 
 
 @task(name="train-candidate", cache_policy=NONE)
@@ -49,7 +41,7 @@ def train_candidate_task(
     Returns the candidate record (metrics, lineage, staged keys). Publishes a metrics table.
     """
     logger = get_run_logger()
-    contract = contract_for(dataset, contract_path)
+    contract = dataset_contract(dataset, contract_path)
     model_spec = load_model_spec(spec, seed=seed)
     candidate = train_candidate(
         open_store(), dataset=dataset, contract=contract, spec=model_spec,
@@ -91,7 +83,7 @@ def check_parity_task(
     Returns the parity result; raises ParityError (the flow fails, nothing is registered).
     """
     record = Candidate.from_dict(candidate)
-    contract = contract_for(record.dataset, contract_path)
+    contract = dataset_contract(record.dataset, contract_path)
     result = check_candidate_parity(open_store(), record, contract, tolerance=tolerance)
     get_run_logger().info(
         "parity passed: max abs diff %.3e, gate diff %.3e <= %.1e on %d rows",
