@@ -77,6 +77,10 @@ def monitor_model(
         return result
     result["event_id"] = emit_drift_event(record)
     result["alert"] = send_drift_alert(record)
+    if not record["retrain"]:
+        result["retrain"] = {"status": "not_requested",
+                             "reason": "no alarm in the policy's retrain_on"}
+        return result
     if not retrain:
         result["retrain"] = {"status": "disabled"}
         return result

@@ -12,6 +12,9 @@ May go (ages from the policy, :class:`RetentionPolicy`):
                                   ``predictions_days``; a run prefix without a manifest (a killed
                                   run) after ``staging_hours``
     monitoring/<m>/<run>/         reports after ``reports_days``
+    monitoring/<m>/profiles/v<v>/<batch>/<run>.json
+                                  a batch's cached window counts: with its scoring run (when
+                                  the run is removed or superseded, by the same rules)
     validation[-scoring]/<ds>/    results of rejected or superseded batch versions that trained
                                   nothing, after ``validation_results_days``
     quarantine/<ds>/<version>/    after ``quarantine_days``
@@ -207,8 +210,20 @@ def plan_gc(store: ObjectStore, *, policy: RetentionPolicy | None = None,
                 remove(infos, "scoring run superseded by a rescore")
             elif complete and age > timedelta(days=policy.predictions_days):
                 remove(infos, f"scoring run older than {policy.predictions_days} days")
-        expire(f"monitoring/{model}/", 3, open_reports, timedelta(days=policy.reports_days),
+        expire(f"monitoring/{model}/", 3, open_reports | {"profiles"},
+               timedelta(days=policy.reports_days),
                f"monitoring report older than {policy.reports_days} days")
+        for info in store.list(f"monitoring/{model}/profiles/"):
+            parts = info.key.split("/")  # monitoring/<m>/profiles/v<v>/<batch>/<run>.json
+            if len(parts) != 6 or not parts[3].startswith("v") or not parts[3][1:].isdigit():
+                continue
+            run = keys.predictions_run_prefix(model, int(parts[3][1:]), parts[5][:-len(".json")])
+            if run in open_runs:
+                continue  # its scoring run is in the open window: kept like the run
+            if run not in pointer_runs and _age(info, now) > timedelta(days=policy.superseded_runs_days):
+                remove([info], "cached window counts of a scoring run no batch points to")
+            elif _age(info, now) > timedelta(days=policy.predictions_days):
+                remove([info], f"cached window counts older than {policy.predictions_days} days")
         model_infos = list(store.list(keys.model_prefix(model)))
         for prefix, infos in _groups(model_infos, 4).items():
             if prefix.split("/")[2] == "staging" and _newest(infos, now) > timedelta(hours=policy.staging_hours):

@@ -199,6 +199,19 @@ def monitoring_file_key(model: str, run_id: str, filename: str) -> str:
     return monitoring_run_prefix(model, run_id) + validate_name(filename, "file name")
 
 
+def window_profile_key(model: str, model_version: int, batch_version: str, run_id: str) -> str:
+    """The counts of one scored batch over ``model``@``model_version``'s reference bins (a cache
+    monitoring fills once per scoring run, so windows merge counts instead of reading rows)."""
+    return join("monitoring", validate_name(model, "model name"), "profiles",
+                f"v{int(model_version)}", validate_name(batch_version, "batch version"),
+                validate_name(run_id, "run id") + ".json")
+
+
+def monitoring_state_key(model: str) -> str:
+    """The recent windows' signals of ``model`` (for the persistence rule)."""
+    return control_key("monitoring", validate_name(model, "model name") + ".json")
+
+
 def retrain_pointer_key(model: str) -> str:
     """The CAS pointer that debounces drift-triggered retrains of ``model``."""
     return control_key("retrain", validate_name(model, "model name") + ".json")

@@ -80,6 +80,26 @@ def _batch_table(versions: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _monitoring_lines(monitoring: dict[str, Any]) -> list[str]:
+    """How monitoring will judge this version: its reference and the calibration check."""
+    if not monitoring:
+        return []
+    calibration = monitoring.get("calibration") or {}
+    status = calibration.get("status", "n/a")
+    detail = {
+        "calibrated": f"scores calibrated on the holdout (ECE {_fmt(calibration.get('ece_before'))}"
+                      f" <= {_fmt(calibration.get('tolerance'))}): label-free estimates enabled",
+        "recalibrated": f"scores recalibrated with an isotonic map fitted on the holdout (ECE "
+                        f"{_fmt(calibration.get('ece_before'))} -> "
+                        f"{_fmt(calibration.get('ece_after'))}, cross-fitted): estimates use it",
+        "refused": f"no label-free estimates: {calibration.get('reason', '')}",
+    }.get(status, status)
+    return ["## Monitoring reference", "",
+            f"- features: {monitoring.get('reference_rows')} training rows (train and holdout); "
+            f"scores: {monitoring.get('score_rows')} holdout rows (out of sample)",
+            f"- calibration: {detail}", ""]
+
+
 def render_card_markdown(card: dict[str, Any]) -> str:
     """The human-readable model card for ``card.json``'s content."""
     data = card.get("data", {})
@@ -117,6 +137,7 @@ def render_card_markdown(card: dict[str, Any]) -> str:
         f"- onnx: `{files.get('onnx', {}).get('key')}` sha256 `{files.get('onnx', {}).get('sha256')}`",
         f"- opsets: {card.get('opsets')}",
         "",
+        *_monitoring_lines(card.get("monitoring") or {}),
         "## Reproducibility",
         "",
         f"- seed: {lineage.get('seed')}",

@@ -1,15 +1,20 @@
-"""Monitoring: pick the scoring window, measure drift and live quality, decide, render the report.
+"""Monitoring: pick the scoring window, measure drift and quality, decide, render the report.
 
-The decision is **drift** when any rule fires, and the report names each rule that fired:
+Each window raises **signals**, each named in the report with its evidence:
 
-- ``feature_share``: the share of drifted features is at least ``drifted_share``;
-- ``prediction_drift``: a score column drifted (and ``prediction_drift_triggers`` is on);
-- ``quality_drop``: the live primary metric, from delayed labels joined on the contract's row
-  key, is worse than the model card's holdout value by more than ``max_quality_drop``
-  (relative), with at least ``min_labelled_rows`` labelled rows.
+- ``feature_drift``: at least ``min_drifted_features`` features drifted (tests with a promised
+  false-alarm rate, see :mod:`mlops_onprem.drift`);
+- ``prediction_drift``: a score column drifted (same family of tests, same promise);
+- ``quality_drop``: the realized primary metric on delayed labels is significantly worse than
+  the holdout (bootstrap of the difference) and by at least ``max_quality_drop``;
+- ``estimated_quality_drop``: the label-free estimate of the primary metric (CBPE, on the whole
+  window) is worse than the holdout by at least ``estimated_quality_drop``.
 
-A window smaller than ``DriftThresholds.min_rows`` is **insufficient_data** (stated in the
-report; never drift, never a retrain).
+A signal in ``alarm_on`` becomes an **alarm** once it was raised in ``persistence`` consecutive
+windows (a re-run of the same window counts once); any alarm makes the decision **drift**, and an
+alarm in ``retrain_on`` asks for a retrain. A window below the size a drift verdict needs is
+**insufficient_data** for the drift signals (the report names the size and the parameter);
+quality is still judged on its labels.
 
 The functions here take an :class:`~mlops_onprem.store.base.ObjectStore` (the interface, no
 client) or plain data; they import neither Prefect nor a store client.
@@ -22,21 +27,23 @@ import io
 import json
 import math
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlops_onprem import batch_gate, keys, ledger
+from mlops_onprem import batch_gate, keys, ledger, quality
 from mlops_onprem.contracts import Contract, Task
-from mlops_onprem.drift import ColumnDrift, DriftResult, DriftThresholds, Status, compute_drift
+from mlops_onprem.drift import ColumnDrift, DriftResult, DriftThresholds, Status, drift_from_window
 from mlops_onprem.errors import MlopsError, MonitoringError, ObjectNotFoundError
+from mlops_onprem.quality import QualityResult
 from mlops_onprem.reference_profile import ReferenceProfile
 from mlops_onprem.store.base import ObjectStore
 from mlops_onprem.store.parquet import get_dataframe
+from mlops_onprem.window_profile import WindowProfile, WindowProfileError, count_window
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -52,25 +59,35 @@ class NoScoringRunsError(MonitoringError):
     """There is no scoring run of the model to monitor in the requested window."""
 
 
+Signal = Literal["feature_drift", "prediction_drift", "quality_drop", "estimated_quality_drop"]
+ALL_SIGNALS: tuple[Signal, ...] = ("feature_drift", "prediction_drift", "quality_drop",
+                                   "estimated_quality_drop")
+
+
 class MonitoringPolicy(BaseModel):
-    """When a window counts as drifted (per-method thresholds live in ``drift``)."""
+    """Which signals alarm and retrain, and when (per-column drift rules live in ``drift``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     drift: DriftThresholds = Field(default_factory=DriftThresholds)
-    drifted_share: float = Field(
-        default=0.25, gt=0, le=1, description="Share of drifted features that is dataset drift."
-    )
-    prediction_drift_triggers: bool = Field(
-        default=True, description="A drifted score column alone makes the window drifted."
-    )
+    min_drifted_features: int = Field(
+        default=1, ge=1, description="Drifted features (after the correction) that are feature drift.")
     max_quality_drop: float = Field(
         default=0.10, ge=0,
-        description="Relative degradation of the primary metric vs holdout that is drift.",
-    )
+        description="Relative drop of the realized primary metric vs holdout that matters ...")
+    quality_alpha: float = Field(
+        default=0.05, gt=0, lt=0.5, description="... when significant at this level (one-sided).")
     min_labelled_rows: int = Field(
-        default=200, ge=1, description="Fewer labelled rows: quality is not judged."
-    )
+        default=100, ge=1, description="Fewer labelled rows: realized quality is not judged.")
+    estimated_quality_drop: float = Field(
+        default=0.10, ge=0,
+        description="Relative drop of the label-free estimate vs holdout that is a signal.")
+    persistence: int = Field(
+        default=1, ge=1, description="Consecutive windows a signal must persist to alarm.")
+    alarm_on: list[Signal] = Field(
+        default_factory=lambda: list(ALL_SIGNALS), description="Signals that can alarm.")
+    retrain_on: list[Signal] = Field(
+        default_factory=lambda: list(ALL_SIGNALS), description="Alarms that trigger a retrain.")
 
 
 # --- the window ----------------------------------------------------------------------------
@@ -82,15 +99,16 @@ def parse_utc(text: str) -> datetime:
 
 @dataclass
 class Window:
-    """The rows of the window's batch versions: features (their validated copies) and the
-    predictions the model version made for them, each batch version once."""
+    """The window's batch versions (each once): their merged counts over the reference bins
+    (features and score columns) and the predictions (row key and score columns) for quality."""
 
-    features: pd.DataFrame
+    counts: WindowProfile
     predictions: pd.DataFrame
     versions: list[dict[str, Any]]
     run_ids: list[str]
     manifest_keys: list[str]
     notes: list[str] = field(default_factory=list)
+    counted: int = 0  # batch versions counted from rows in this run (the others were cached)
 
 
 def select_window(index: dict[str, Any], model_ref: str, *, window_days: int | None,
@@ -107,52 +125,99 @@ def _latest_per_key(frame: pd.DataFrame, row_key: str) -> tuple[pd.DataFrame, in
     return deduped.reset_index(drop=True), len(frame) - len(deduped)
 
 
+def _ranges_overlap(views: list[ledger.VersionView]) -> bool:
+    ranges = [((v.validation or {}).get("row_key_min"), (v.validation or {}).get("row_key_max"))
+              for v in views]
+    return any(batch_gate.key_ranges_overlap(a, b)
+               for i, a in enumerate(ranges) for b in ranges[i + 1:])
+
+
 def load_window(
     store: ObjectStore, views: list[ledger.VersionView], model_ref: str, contract: Contract,
-    score_columns: list[str],
+    profile: ReferenceProfile,
 ) -> Window:
-    """Read each version's validated copy (features) and the part its scoring run wrote.
+    """The window's counts and predictions.
 
-    Reads 2 objects per batch version and nothing else: the cost depends on the window, not on
-    the history. Rows whose key appears in two versions (allowed by a ``row_key_overlap`` policy
-    of warn / keep_latest) count once, from the newest version (noted).
+    Per batch version, its counts over the reference bins are read from the cache beside the
+    monitoring reports (:func:`keys.window_profile_key`), or counted once from its validated
+    copy and scoring part and cached: the cost of a window is then the batches new to it, not
+    its rows. Predictions read only the row key and score columns. When the versions' row-key
+    ranges overlap (a ``row_key_overlap`` policy of warn / keep_latest), the features are read
+    as rows and a row in two versions counts once, from the newest (noted).
     """
-    feature_frames, prediction_frames, notes, described = [], [], [], []
-    feature_columns = [contract.row_key, *contract.feature_names]
+    model_name, model_version = model_ref.rsplit("@", 1)
+    score_columns = [c for c in dict.fromkeys(("score", *profile.scores))]
+    usable, notes, described, prediction_frames = [], [], [], []
     for view in views:
-        scored = view.scored_by(model_ref)
         if view.validated_key is None:  # rejected when re-validated under a newer contract
             notes.append(f"batch version {view.id} skipped: no longer valid ({view.status})")
             continue
+        usable.append(view)
+    by_rows = _ranges_overlap(usable)
+    merged: WindowProfile | None = None
+    feature_frames, counted = [], 0
+    for view in usable:
+        scored = view.scored_by(model_ref)
         try:
-            features = get_dataframe(store, view.validated_key, columns=feature_columns)
-            frame = get_dataframe(store, scored["output_key"])
+            part = get_dataframe(store, scored["output_key"])
+            predictions = part[[c for c in (contract.row_key, *score_columns) if c in part]]
+            if by_rows:
+                features = get_dataframe(store, view.validated_key,
+                                         columns=[contract.row_key, *contract.feature_names])
+                feature_frames.append(features)
+                rows = len(features)
+            else:
+                counts, fresh = _batch_counts(store, view, scored, model_name, int(model_version),
+                                              contract, profile, predictions)
+                counted += fresh
+                merged = counts if merged is None else merged.merge(counts)
+                rows = counts.n_rows
         except ObjectNotFoundError as exc:
             notes.append(f"batch version {view.id} skipped: {exc}")
             continue
-        feature_frames.append(features)
-        # the ``score`` column always (quality needs it; a multiclass profile names only the
-        # ``proba_<class>`` columns), plus every profiled score column
-        wanted = [c for c in dict.fromkeys((contract.row_key, "predicted_label", "score",
-                                            *score_columns)) if c in frame]
-        prediction_frames.append(frame[wanted])
+        prediction_frames.append(predictions)
         described.append({"version": view.id, "data_date": view.data_date,
                           "source_key": (view.validation or {}).get("source_key"),
                           "run_id": scored["run_id"], "manifest_key": scored["manifest_key"],
-                          "rows": len(features)})
-    features = (pd.concat(feature_frames, ignore_index=True) if feature_frames
-                else pd.DataFrame(columns=feature_columns))
+                          "rows": rows})
     predictions = (pd.concat(prediction_frames, ignore_index=True) if prediction_frames
                    else pd.DataFrame(columns=[contract.row_key, *score_columns]))
-    features, repeated = _latest_per_key(features, contract.row_key)
     predictions, _ = _latest_per_key(predictions, contract.row_key)
-    if repeated:
-        notes.append(f"{repeated} row(s) appeared in more than one batch version; counted once "
-                     "(newest version)")
-    return Window(
-        features=features, predictions=predictions, versions=described,
-        run_ids=list(dict.fromkeys(d["run_id"] for d in described)),
-        manifest_keys=list(dict.fromkeys(d["manifest_key"] for d in described)), notes=notes)
+    if by_rows:
+        features = (pd.concat(feature_frames, ignore_index=True) if feature_frames
+                    else pd.DataFrame(columns=[contract.row_key, *contract.feature_names]))
+        features, repeated = _latest_per_key(features, contract.row_key)
+        if repeated:
+            notes.append(f"{repeated} row(s) appeared in more than one batch version; counted "
+                         "once (newest version)")
+        scores = predictions if set(profile.scores) <= set(predictions.columns) else None
+        merged = count_window(profile, features, scores)
+        counted = len(described)
+    if merged is None:
+        merged = count_window(profile, pd.DataFrame(
+            {c: pd.Series(dtype="float64") for c in profile.feature_names}))
+    return Window(counts=merged, predictions=predictions, versions=described,
+                  run_ids=list(dict.fromkeys(d["run_id"] for d in described)),
+                  manifest_keys=list(dict.fromkeys(d["manifest_key"] for d in described)),
+                  notes=notes, counted=counted)
+
+
+def _batch_counts(store: ObjectStore, view: ledger.VersionView, scored: dict[str, Any],
+                  model_name: str, model_version: int, contract: Contract,
+                  profile: ReferenceProfile, predictions: pd.DataFrame) -> tuple[WindowProfile, int]:
+    """(the batch's counts, 1 if counted now / 0 if read from the cache)."""
+    key = keys.window_profile_key(model_name, model_version, view.id, scored["run_id"])
+    try:
+        return WindowProfile.from_dict(store.get_json(key), source=key), 0
+    except ObjectNotFoundError:
+        pass
+    except WindowProfileError:
+        pass  # a malformed cache entry is recounted and rewritten
+    features = get_dataframe(store, view.validated_key, columns=contract.feature_names)
+    scores = predictions if set(profile.scores) <= set(predictions.columns) else None
+    counts = count_window(profile, features, scores)
+    store.put_json(key, counts.to_dict())
+    return counts, 1
 
 
 def load_labels(store: ObjectStore, index: dict[str, Any], contract: Contract,
@@ -179,82 +244,114 @@ def load_labels(store: ObjectStore, index: dict[str, Any], contract: Contract,
     return labels, read
 
 
-# --- live quality ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class QualityResult:
-    """Live model quality from delayed labels vs the model card's holdout metrics."""
-
-    status: str  # ok | degraded | insufficient_labels | no_labels
-    metric: str | None
-    higher_is_better: bool | None
-    holdout: float | None
-    live: float | None
-    relative_drop: float | None
-    labelled_rows: int
-    live_metrics: dict[str, float | None] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _score_arrays(predictions: pd.DataFrame, contract: Contract):
-    from mlops_onprem.onnx_io import ScoreArrays
-
+# --- quality ---------------------------------------------------------------------------------
+def _probabilities(predictions: pd.DataFrame, contract: Contract) -> np.ndarray | None:
     task = contract.label.task if contract.label else Task.REGRESSION
-    score = predictions["score"].to_numpy(dtype=np.float64)
     if task == Task.REGRESSION:
-        return ScoreArrays(score=score)
-    classes = list(contract.label.classes or ())
+        return None
     if task == Task.BINARY:
-        probabilities = np.column_stack([1.0 - score, score])
-    else:
-        probabilities = predictions[[f"proba_{c}" for c in classes]].to_numpy(dtype=np.float64)
-    return ScoreArrays(
-        score=score, label=probabilities.argmax(axis=1).astype(np.int64), probabilities=probabilities
-    )
+        score = predictions["score"].to_numpy(dtype=np.float64)
+        return np.column_stack([1.0 - score, score])
+    return predictions[[f"proba_{c}" for c in contract.label.classes or ()]].to_numpy(
+        dtype=np.float64)
+
+
+def _rows(frame: pd.DataFrame, contract: Contract, y: np.ndarray) -> quality.Rows:
+    return quality.Rows(y, frame["score"].to_numpy(dtype=np.float64),
+                        _probabilities(frame, contract))
+
+
+def holdout_rows(eval_frame: pd.DataFrame, contract: Contract) -> quality.Rows:
+    """The model's holdout rows (labels and native scores) as :class:`quality.Rows`."""
+    from mlops_onprem.training import encode_labels, native_scores_from_eval
+
+    native = native_scores_from_eval(eval_frame)
+    return quality.Rows(encode_labels(eval_frame[contract.label_name], contract), native.score,
+                        native.probabilities)
 
 
 def live_quality(
     predictions: pd.DataFrame, labels: pd.DataFrame, contract: Contract, card: dict[str, Any],
-    policy: MonitoringPolicy,
+    policy: MonitoringPolicy, *, holdout: quality.Rows | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> QualityResult:
-    """Join predictions with labels on the row key and compare the primary metric to holdout.
+    """Realized quality of the window's labelled rows vs the holdout (with a bootstrap interval
+    when ``holdout`` rows are given, else the holdout value is taken as exact), and the
+    label-free estimate over all the window's predictions when ``calibration`` allows it.
 
-    Takes the window's predictions, the delayed labels, the contract and the champion's model
-    card (``metrics`` and ``primary_metric``). Returns a :class:`QualityResult`; a label the
-    contract does not allow raises the training module's ``TrainingDataError``.
+    A label the contract does not allow raises the training module's ``TrainingDataError``.
     """
+    from mlops_onprem.onnx_io import ScoreArrays
     from mlops_onprem.training import compute_metrics, encode_labels
 
     primary = card.get("primary_metric", {})
     metric, higher = primary.get("name"), primary.get("higher_is_better")
-    holdout = card.get("metrics", {}).get(metric) if metric else None
+    held = card.get("metrics", {}).get(metric) if metric else None
+    task = contract.label.task if contract.label else Task.REGRESSION
+    estimate = _estimate(task, metric, higher, held, predictions, contract, calibration, policy)
     if labels.empty or predictions.empty:
-        return QualityResult("no_labels", metric, higher, holdout, None, None, 0)
+        return QualityResult("no_labels", metric, higher, held, None, None, 0, **estimate)
     joined = predictions.merge(labels, on=contract.row_key, how="inner")
     n = len(joined)
     if n < policy.min_labelled_rows:
-        return QualityResult("insufficient_labels", metric, higher, holdout, None, None, n)
-    task = contract.label.task if contract.label else Task.REGRESSION
+        return QualityResult("insufficient_labels", metric, higher, held, None, None, n, **estimate)
     y_true = encode_labels(joined[contract.label_name], contract)
-    live_metrics = compute_metrics(task, y_true, _score_arrays(joined, contract))
+    rows = _rows(joined, contract, y_true)
+    arrays = ScoreArrays(score=rows.score, probabilities=rows.probabilities,
+                         label=None if rows.probabilities is None
+                         else rows.probabilities.argmax(axis=1).astype(np.int64))
+    live_metrics = compute_metrics(task, y_true, arrays)
     live = live_metrics.get(metric) if metric else None
-    if live is None or holdout is None or higher is None:
-        return QualityResult("insufficient_labels", metric, higher, holdout, live, None, n, live_metrics)
-    worse_by = (holdout - live) if higher else (live - holdout)
-    relative = worse_by / abs(holdout) if holdout else (math.inf if worse_by > 0 else 0.0)
-    status = "degraded" if relative > policy.max_quality_drop else "ok"
-    return QualityResult(status, metric, higher, holdout, live, relative, n, live_metrics)
+    if live is None or held is None or higher is None:
+        return QualityResult("insufficient_labels", metric, higher, held, live, None, n,
+                             live_metrics, **estimate)
+    drop = quality.relative_drop(held, live, higher)
+    interval, significant = None, drop > 0
+    if holdout is not None and len(holdout):
+        drops = quality.bootstrap_drop(task, metric, higher, rows, holdout)
+        if drops.size:
+            lower = float(np.quantile(drops, policy.quality_alpha))
+            interval = (lower, float(np.quantile(drops, 1 - policy.quality_alpha)))
+            significant = lower > 0
+    status = "degraded" if significant and drop >= policy.max_quality_drop else "ok"
+    return QualityResult(status, metric, higher, held, live, drop, n, live_metrics, interval,
+                         significant, **estimate)
+
+
+def _estimate(task: Task, metric: str | None, higher: bool | None, held: float | None,
+              predictions: pd.DataFrame, contract: Contract, calibration: dict[str, Any] | None,
+              policy: MonitoringPolicy) -> dict[str, Any]:
+    if calibration is None:
+        return {"estimate_note": "no calibration record (model registered before estimates)"}
+    if calibration.get("status") == "refused":
+        return {"estimated_status": "refused", "estimate_note": calibration.get("reason", "")}
+    if predictions.empty:
+        return {"estimate_note": "no predictions in the window"}
+    probabilities = quality.apply_calibration(calibration, _probabilities(predictions, contract))
+    estimated = quality.estimate_metrics(task, probabilities)
+    value = estimated.get(metric) if metric else None
+    note = (f"CBPE on {len(predictions):,} rows; scores {calibration['status']} on "
+            f"{calibration['holdout_rows']} holdout rows (ECE {calibration.get('ece_after', 0):.3f})")
+    if value is None or held is None or higher is None:
+        return {"estimated_metrics": estimated, "estimated": value, "estimate_note": note}
+    drop = quality.relative_drop(held, value, higher)
+    return {"estimated_metrics": estimated, "estimated": value, "estimate_note": note,
+            "estimated_relative_drop": drop,
+            "estimated_status": "degraded" if drop >= policy.estimated_quality_drop else "ok"}
 
 
 # --- the decision ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Decision:
-    """The monitoring verdict and every rule that fired, in words."""
+    """The monitoring verdict: the signals this window raised, the alarms (signals that
+    persisted), whether to retrain, each in words."""
 
     status: str  # drift | no_drift | insufficient_data
-    rules_fired: tuple[str, ...]
+    rules_fired: tuple[str, ...]  # the alarms
     reasons: tuple[str, ...]
+    signals: tuple[str, ...] = ()
+    retrain: bool = False
+    pending: tuple[str, ...] = ()  # signals raised but not yet persistent / not alarming
 
     @property
     def drift(self) -> bool:
@@ -262,45 +359,103 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "drift": self.drift, "rules_fired": list(self.rules_fired),
-                "reasons": list(self.reasons)}
+                "reasons": list(self.reasons), "signals": list(self.signals),
+                "retrain": self.retrain, "pending": list(self.pending)}
 
 
-def decide(drift: DriftResult, quality: QualityResult | None, policy: MonitoringPolicy) -> Decision:
-    """Apply the policy's rules to a drift result and the live quality (see module docstring)."""
+def window_signals(drift: DriftResult, quality_result: QualityResult | None,
+                   policy: MonitoringPolicy) -> dict[str, str]:
+    """The signals this window raised, each with its evidence in words."""
+    signals: dict[str, str] = {}
+    if not drift.insufficient_data:
+        drifted = drift.drifted_features
+        if len(drifted) >= policy.min_drifted_features:
+            detail = ", ".join(
+                f"{c.column} (p={c.adjusted_p_value:.2g}, effect x{c.effect:.1f})"
+                for c in drift.features if c.drifted)
+            signals["feature_drift"] = (
+                f"{len(drifted)}/{len(drift.features)} features drifted at a false-alarm rate of "
+                f"{policy.drift.false_alarm_rate:g} ({policy.drift.correction}): {detail}")
+        if drift.prediction_drift:
+            signals["prediction_drift"] = "prediction drift in " + ", ".join(
+                c.column for c in drift.predictions if c.drifted)
+    q = quality_result
+    if q is not None and q.status == "degraded":
+        interval = (f", {1 - policy.quality_alpha:.0%} lower bound of the drop "
+                    f"{q.drop_interval[0]:.3g}" if q.drop_interval else "")
+        signals["quality_drop"] = (
+            f"{q.metric} {q.live:.4g} realized vs {q.holdout:.4g} holdout: {q.relative_drop:.1%} "
+            f"worse >= {policy.max_quality_drop:.0%} and significant{interval} "
+            f"({q.labelled_rows} labelled rows)")
+    if q is not None and q.estimated_status == "degraded":
+        signals["estimated_quality_drop"] = (
+            f"{q.metric} estimated {q.estimated:.4g} without labels vs {q.holdout:.4g} holdout: "
+            f"{q.estimated_relative_drop:.1%} worse >= {policy.estimated_quality_drop:.0%}")
+    return signals
+
+
+def decide(drift: DriftResult, quality_result: QualityResult | None, policy: MonitoringPolicy,
+           streaks: dict[str, int] | None = None) -> Decision:
+    """Apply the policy to a window: ``streaks`` counts, per signal, the consecutive earlier
+    windows that raised it (see :func:`signal_streaks`)."""
+    streaks = streaks or {}
+    signals = window_signals(drift, quality_result, policy)
+    alarms = [s for s in signals if s in policy.alarm_on
+              and streaks.get(s, 0) + 1 >= policy.persistence]
+    pending = [f"{s} ({streaks.get(s, 0) + 1}/{policy.persistence} windows)"
+               if s in policy.alarm_on else f"{s} (not in alarm_on)"
+               for s in signals if s not in alarms]
+    reasons = [signals[s] for s in alarms]
+    retrain = any(s in policy.retrain_on for s in alarms)
+    if alarms:
+        return Decision(DECISION_DRIFT, tuple(alarms), tuple(reasons), tuple(signals), retrain,
+                        tuple(pending))
+    if pending:
+        reasons.append("signals not alarming yet: " + "; ".join(pending))
     if drift.insufficient_data:
-        return Decision(
-            DECISION_INSUFFICIENT, (),
-            (f"insufficient data: {drift.n_current} rows in the window, "
-             f"{policy.drift.min_rows} needed for a verdict (policy drift.min_rows; widen "
-             "the window with window_days / window_batches or lower it)",),
-        )
-    fired, reasons = [], []
-    if drift.drifted_share >= policy.drifted_share:
-        fired.append("feature_share")
-        reasons.append(
-            f"{len(drift.drifted_features)}/{len(drift.features)} features drifted "
-            f"({drift.drifted_share:.0%} >= {policy.drifted_share:.0%}): "
-            + ", ".join(drift.drifted_features)
-        )
-    if policy.prediction_drift_triggers and drift.prediction_drift:
-        fired.append("prediction_drift")
-        reasons.append(
-            "prediction drift in " + ", ".join(c.column for c in drift.predictions if c.drifted)
-        )
-    if quality is not None and quality.status == "degraded":
-        fired.append("quality_drop")
-        reasons.append(
-            f"{quality.metric} {quality.live:.4g} live vs {quality.holdout:.4g} holdout: "
-            f"{quality.relative_drop:.1%} worse > {policy.max_quality_drop:.0%} "
-            f"({quality.labelled_rows} labelled rows)"
-        )
-    if fired:
-        return Decision(DECISION_DRIFT, tuple(fired), tuple(reasons))
-    return Decision(
-        DECISION_NO_DRIFT, (),
-        (f"{len(drift.drifted_features)}/{len(drift.features)} features drifted "
-         f"(< {policy.drifted_share:.0%}), no prediction drift, no quality drop",),
-    )
+        return Decision(DECISION_INSUFFICIENT, (), (drift.insufficient_reason(), *reasons),
+                        tuple(signals), False, tuple(pending))
+    reasons.insert(0, f"{len(drift.drifted_features)}/{len(drift.features)} features drifted "
+                      f"(< {policy.min_drifted_features}), no prediction drift, no quality drop")
+    return Decision(DECISION_NO_DRIFT, (), tuple(reasons), tuple(signals), False, tuple(pending))
+
+
+def read_signal_history(store: ObjectStore, model_name: str) -> list[dict[str, Any]]:
+    """The recent windows' signals of ``model_name`` (newest last)."""
+    try:
+        return list(store.get_json(keys.monitoring_state_key(model_name)).get("windows", []))
+    except ObjectNotFoundError:
+        return []
+
+
+def signal_streaks(history: list[dict[str, Any]], model_version: int,
+                   window_end: str | None) -> dict[str, int]:
+    """Per signal, how many consecutive earlier windows of ``model_version`` raised it (one
+    entry per window end: re-running a window does not count twice)."""
+    per_window: dict[str, list[str]] = {}
+    for entry in history:
+        if entry.get("model_version") == model_version and entry.get("window_end") != window_end:
+            per_window[str(entry.get("window_end"))] = list(entry.get("signals", []))
+    ordered = [per_window[k] for k in sorted(per_window)]
+    streaks: dict[str, int] = {}
+    for signal in ALL_SIGNALS:
+        count = 0
+        for signals in reversed(ordered):
+            if signal not in signals:
+                break
+            count += 1
+        streaks[signal] = count
+    return streaks
+
+
+def record_signals(store: ObjectStore, report: MonitoringReport, *, keep: int = 60) -> None:
+    """Append this window's signals to the model's history (monitoring runs one at a time)."""
+    history = read_signal_history(store, report.model_name)
+    history.append({"run_id": report.run_id, "model_version": report.model_version,
+                    "window_end": (report.window.get("data_dates") or [None])[-1],
+                    "signals": list(report.decision.signals),
+                    "decision": report.decision.status})
+    store.put_json(keys.monitoring_state_key(report.model_name), {"windows": history[-keep:]})
 
 
 # --- the report -----------------------------------------------------------------------------
@@ -350,20 +505,35 @@ def new_monitoring_run_id(now: datetime | None = None) -> str:
     return f"mon-{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
 
 
+def _pct(value: float | None) -> str:
+    return "" if value is None or not math.isfinite(value) else f"{value:+.1%}"
+
+
 def _fmt(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:.4g}"
 
 
-def _method_rows(column: ColumnDrift) -> list[str]:
-    rows = []
-    for m in column.methods:
-        stat = _fmt(m.statistic) + (f" (p={m.p_value:.3g})" if m.p_value is not None else "")
-        status = column.status.value if column.status == Status.INSUFFICIENT_DATA else (
-            "**drift**" if m.drifted else "ok")
-        rows.append(f"| {column.column} | {column.kind} | {m.method} | {stat} | {m.rule} | {status} |")
-    return rows
+def _column_row(column: ColumnDrift) -> str:
+    ks, psi = column.method("ks"), column.method("psi")
+    js, unseen = column.method("jensenshannon"), column.method("unseen_share")
+    status = {Status.DRIFT: "🔴 **drift**", Status.OK: "ok",
+              Status.INSUFFICIENT_DATA: "insufficient data"}[column.status]
+    means = (f"{_fmt(column.mean_reference)} → {_fmt(column.mean_current)}"
+             if column.mean_reference is not None else "")
+    if column.kind == "categorical":
+        stats = f"JS {_fmt(js.statistic if js else None)}"
+        if unseen and unseen.statistic:
+            stats += f"; unseen {unseen.statistic:.1%} ({', '.join(column.unseen_categories)})"
+    else:
+        stats = (f"KS {_fmt(ks.statistic if ks else None)}; PSI {_fmt(psi.statistic if psi else None)}")
+    return (f"| {column.column} | {column.kind} | {stats} | {means} | {column.p_value:.2g} | "
+            f"{column.adjusted_p_value:.2g} | x{column.effect:.1f} | {status} |")
+
+
+_COLUMN_HEADER = ["| column | kind | statistics | mean ref → current | p | corrected p | "
+                  "effect / floor | status |", "|---|---|---|---|---|---|---|---|"]
 
 
 def render_markdown(report: MonitoringReport, chart_png: bytes | None = None) -> str:
@@ -377,7 +547,8 @@ def render_markdown(report: MonitoringReport, chart_png: bytes | None = None) ->
         f"# Drift report: {report.model_name} v{report.model_version}",
         "",
         f"- **Decision:** {report.decision.status.upper()}",
-        f"- **Rules fired:** {', '.join(report.decision.rules_fired) or 'none'}",
+        f"- **Alarms:** {', '.join(report.decision.rules_fired) or 'none'}"
+        + (" (retrain requested)" if report.decision.retrain else ""),
         *[f"- {reason}" for reason in report.decision.reasons],
         f"- **Window:** {d.n_current} distinct rows from {len(report.window.get('versions', []))} "
         f"batch version(s) of dataset `{report.dataset}`, data dates "
@@ -387,30 +558,37 @@ def render_markdown(report: MonitoringReport, chart_png: bytes | None = None) ->
     ]
     q = report.quality
     if q is not None:
+        interval = (f"; drop {q.drop_interval[0]:.3g} .. {q.drop_interval[1]:.3g} "
+                    f"({1 - 2 * report.policy.quality_alpha:.0%} bootstrap interval)"
+                    if q.drop_interval else "")
         lines += [
-            "## Model quality (delayed labels)",
+            "## Model quality",
             "",
-            f"- status: {q.status}; labelled rows: {q.labelled_rows}",
-            f"- {q.metric}: live {_fmt(q.live)} vs holdout {_fmt(q.holdout)}"
-            + (f" ({q.relative_drop:+.1%} worse)" if q.relative_drop is not None else ""),
+            "| | " + f"{q.metric} | relative drop | status | based on |",
+            "|---|---|---|---|---|",
+            f"| holdout (training) | {_fmt(q.holdout)} | | | card |",
+            f"| estimated (no labels) | {_fmt(q.estimated)} | "
+            f"{_pct(q.estimated_relative_drop)} | {q.estimated_status} | {q.estimate_note} |",
+            f"| realized (delayed labels) | {_fmt(q.live)} | {_pct(q.relative_drop)} | {q.status} | "
+            f"{q.labelled_rows:,} labelled rows{interval} |",
             "",
         ]
+    t = d.thresholds
     lines += [
         "## Features",
         "",
-        f"{len(d.drifted_features)}/{len(d.features)} drifted "
-        f"(threshold {report.policy.drifted_share:.0%}).",
+        f"{len(d.drifted_features)}/{len(d.features)} drifted. A column drifts when its p-value, "
+        f"corrected ({t.correction}) across the window's {len(d.features) + len(d.predictions)} "
+        f"columns, is below {t.false_alarm_rate:g} and its effect passes a floor (KS "
+        f"{t.ks_min_statistic:g} or PSI {t.psi_min:g}; JS {t.js_min:g}): without drift a window "
+        f"reports any drifted column at most {t.false_alarm_rate:.0%} of the time. Reference: "
+        f"{d.n_reference:,} training rows; the window needs {d.rows_needed or 'more'} rows.",
         "",
-        "| feature | kind | method | statistic | threshold | status |",
-        "|---|---|---|---|---|---|",
+        *_COLUMN_HEADER,
     ]
-    for column in sorted(d.features, key=lambda c: (not c.drifted, -c.severity)):
-        lines += _method_rows(column)
+    lines += [_column_row(c) for c in sorted(d.features, key=lambda c: (not c.drifted, -c.severity))]
     if d.predictions:
-        lines += ["", "## Predictions", "", "| column | kind | method | statistic | threshold | status |",
-                  "|---|---|---|---|---|---|"]
-        for column in d.predictions:
-            lines += _method_rows(column)
+        lines += ["", "## Predictions", "", *_COLUMN_HEADER, *[_column_row(c) for c in d.predictions]]
     if report.window.get("versions"):
         lines += ["", "## Batches in the window", "", "| landed as | data date | rows | scoring run |",
                   "|---|---|---|---|"]
@@ -542,18 +720,27 @@ def monitor(
             f"(window_days={window_days}, window_batches={window_batches}, as_of={as_of}; "
             f"ledger {keys.ledger_index_key(dataset)})"
         )
-    window = load_window(store, views, model_ref, contract, list(profile.scores))
-    scores = window.predictions if set(profile.scores) <= set(window.predictions.columns) else None
-    drift = compute_drift(profile, window.features, scores, policy.drift)
-    quality, label_keys = None, []
+    window = load_window(store, views, model_ref, contract, profile)
+    drift = drift_from_window(profile, window.counts, policy.drift)
+    quality_result, label_keys = None, []
     if contract.label is not None:
         try:
             labels, label_keys = load_labels(store, index, contract,
                                              window.predictions[contract.row_key])
-            quality = live_quality(window.predictions, labels, contract, champion.card, policy)
+            holdout = None
+            if not labels.empty:
+                try:
+                    holdout = holdout_rows(registry.load_eval_frame(store, champion), contract)
+                except (MlopsError, KeyError) as exc:
+                    window.notes.append(f"holdout rows unavailable, drop judged without an "
+                                        f"interval: {exc}")
+            quality_result = live_quality(window.predictions, labels, contract, champion.card,
+                                          policy, holdout=holdout, calibration=profile.calibration)
         except MlopsError as exc:
             window.notes.append(f"live quality not computed: {exc}")
-    decision = decide(drift, quality, policy)
+    streaks = signal_streaks(read_signal_history(store, model_name), champion.version,
+                             views[-1].data_date)
+    decision = decide(drift, quality_result, policy, streaks)
     return MonitoringReport(
         model_name=model_name,
         model_version=champion.version,
@@ -565,7 +752,8 @@ def monitor(
             "run_ids": window.run_ids,
             "manifest_keys": window.manifest_keys,
             "label_keys": label_keys,
-            "feature_rows": len(window.features),
+            "feature_rows": window.counts.n_rows,
+            "batches_counted": window.counted,
             "prediction_rows": len(window.predictions),
             "window_days": window_days,
             "window_batches": window_batches,
@@ -574,7 +762,7 @@ def monitor(
             "notes": window.notes,
         },
         drift=drift,
-        quality=quality,
+        quality=quality_result,
         decision=decision,
         policy=policy,
         champion_spec=champion.card.get("spec", {}).get("name"),

@@ -1,20 +1,25 @@
 """The reference profile: what "normal" looks like, computed once at training time.
 
-Monitoring compares every scoring window against this profile instead of re-reading the
-training data. Per numeric feature (and per score column) it keeps quantile bin edges with
-the reference share of each bin (for PSI), the null share, mean and standard deviation, and a
-seeded, sorted sample of the reference values: the two-sample Kolmogorov-Smirnov test is then
-computed *exactly* against that sample (see :mod:`mlops_onprem.drift`). Per categorical
-feature it keeps the category counts (chi-square and Jensen-Shannon need counts).
+Monitoring compares every window against this profile instead of re-reading the training data.
+Features are profiled on **every row the model trained on** (train and holdout); score columns
+on the holdout, where the model's scores are out of sample like in production.
 
-The profile is stored as JSON next to the model version (``to_dict`` / ``from_dict``);
-samples are encoded as base64 little-endian float64 so they round-trip bit for bit.
+Per numeric feature (and score column) the profile keeps a **fine grid**: bin edges at up to
+``grid_size`` reference quantiles (every distinct value when there are fewer) with the exact
+reference count in each bin, plus the coarse PSI bins (``n_bins`` quantiles, a subset of the
+grid's edges), the null count and moments. Per categorical feature it keeps category counts.
+Any current window is summarised by counts over the same bins (:mod:`mlops_onprem.window_profile`),
+so windows merge batch by batch and every test (KS, chi-square, PSI, JS) runs on counts.
+
+Stored as JSON next to the model version (``to_dict`` / ``from_dict``); float arrays as base64
+little-endian float64 so they round-trip bit for bit. Version-1 profiles (quantile bins plus a
+reference sample) still load: the sample becomes the grid.
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,10 +28,11 @@ import pandas as pd
 from mlops_onprem.contracts import Contract, Task
 from mlops_onprem.errors import MonitoringError
 
-PROFILE_FORMAT = "mlops-onprem/reference-profile/v1"
+PROFILE_FORMAT = "mlops-onprem/reference-profile/v2"
+_PROFILE_FORMAT_V1 = "mlops-onprem/reference-profile/v1"
 # stored beside the model: keys.model_file_key(name, version, PROFILE_FILENAME)
 PROFILE_FILENAME = "reference_profile.json"
-DEFAULT_SAMPLE_SIZE = 20_000
+DEFAULT_GRID_SIZE = 1000
 DEFAULT_N_BINS = 10
 NULL_CATEGORY = "<null>"  # how a missing categorical value is counted
 
@@ -35,84 +41,118 @@ class ReferenceProfileError(MonitoringError):
     """A reference profile cannot be built or decoded."""
 
 
-def _encode_floats(values: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(values, dtype="<f8").tobytes()).decode("ascii")
+def _encode(values: np.ndarray, dtype: str = "<f8") -> str:
+    return base64.b64encode(np.ascontiguousarray(values, dtype=dtype).tobytes()).decode("ascii")
 
 
-def _decode_floats(text: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text.encode("ascii")), dtype="<f8").astype(np.float64)
+def _decode(text: str, dtype: str = "<f8") -> np.ndarray:
+    raw = np.frombuffer(base64.b64decode(text.encode("ascii")), dtype=dtype)
+    return raw.astype(np.float64 if dtype == "<f8" else np.int64)
 
 
 @dataclass(frozen=True, eq=False)
 class NumericProfile:
     """Reference summary of one numeric column.
 
-    ``edges`` are the interior bin edges; bins are right-closed and open-ended:
-    ``(-inf, e0], (e0, e1], ..., (e_last, +inf)`` so ``len(bin_shares) == len(edges) + 1``.
-    ``bin_shares`` are shares of the non-null values. ``sample`` is sorted, non-null.
+    ``grid`` holds the fine interior edges; fine bins are right-closed and open-ended:
+    ``(-inf, g0], (g0, g1], ..., (g_last, +inf)``, so ``len(grid_counts) == len(grid) + 1``
+    (counts of the non-null values). ``coarse`` indexes the grid edges that delimit the PSI
+    bins. ``n_nulls`` reference values were missing.
     """
 
     name: str
     n_rows: int
-    null_share: float
+    n_nulls: int
     mean: float
     std: float
     min: float
     max: float
-    edges: np.ndarray
-    bin_shares: np.ndarray
-    sample: np.ndarray
-    _ks_cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    grid: np.ndarray
+    grid_counts: np.ndarray
+    coarse: np.ndarray
 
     @property
     def n_valid(self) -> int:
-        """Non-null reference values the bin shares were computed on."""
-        return int(round(self.n_rows * (1.0 - self.null_share)))
+        return self.n_rows - self.n_nulls
 
-    def ks_steps(self) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct sample values and how many sample values are <= each (cached)."""
-        if "values" not in self._ks_cache:
-            values, counts = np.unique(self.sample, return_counts=True)
-            self._ks_cache["values"] = values
-            self._ks_cache["cum_le"] = np.cumsum(counts)
-        return self._ks_cache["values"], self._ks_cache["cum_le"]
+    @property
+    def null_share(self) -> float:
+        return self.n_nulls / self.n_rows if self.n_rows else 0.0
+
+    @property
+    def edges(self) -> np.ndarray:
+        """Interior edges of the coarse PSI bins."""
+        return self.grid[self.coarse]
+
+    def coarse_counts(self, fine_counts: np.ndarray) -> np.ndarray:
+        """Fine-bin counts (this grid) summed into the coarse PSI bins."""
+        cum = np.concatenate(([0], np.cumsum(fine_counts)))
+        bounds = np.concatenate(([0], self.coarse + 1, [len(self.grid) + 1]))
+        return np.diff(cum[bounds])
+
+    @property
+    def bin_shares(self) -> np.ndarray:
+        """Reference share of the non-null values in each coarse bin."""
+        counts = self.coarse_counts(self.grid_counts).astype(np.float64)
+        return counts / counts.sum() if counts.sum() else counts
+
+    def bin_index(self, values: np.ndarray) -> np.ndarray:
+        """Fine bin of each (non-null) value."""
+        return np.searchsorted(self.grid, values, side="left")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": "numeric",
             "name": self.name,
             "n_rows": self.n_rows,
-            "null_share": self.null_share,
+            "n_nulls": self.n_nulls,
             "mean": self.mean,
             "std": self.std,
             "min": self.min,
             "max": self.max,
-            "edges": [float(e) for e in self.edges],
-            "bin_shares": [float(s) for s in self.bin_shares],
-            "sample_size": int(self.sample.size),
-            "sample_f64_b64": _encode_floats(self.sample),
+            "grid_size": int(self.grid.size),
+            "grid_f64_b64": _encode(self.grid),
+            "grid_counts_i64_b64": _encode(self.grid_counts, "<i8"),
+            "coarse": [int(i) for i in self.coarse],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NumericProfile:
-        sample = _decode_floats(data["sample_f64_b64"])
-        if sample.size != int(data["sample_size"]):
+        if "sample_f64_b64" in data:
+            return _numeric_from_v1(data)
+        grid = _decode(data["grid_f64_b64"])
+        counts = _decode(data["grid_counts_i64_b64"], "<i8")
+        if grid.size != int(data["grid_size"]) or counts.size != grid.size + 1:
             raise ReferenceProfileError(
-                f"numeric profile {data.get('name')!r}: sample has {sample.size} values, "
-                f"header says {data['sample_size']}"
+                f"numeric profile {data.get('name')!r}: grid has {grid.size} edges and "
+                f"{counts.size} counts, header says {data['grid_size']} edges"
             )
         return cls(
-            name=str(data["name"]),
-            n_rows=int(data["n_rows"]),
-            null_share=float(data["null_share"]),
-            mean=float(data["mean"]),
-            std=float(data["std"]),
-            min=float(data["min"]),
-            max=float(data["max"]),
-            edges=np.asarray(data["edges"], dtype=np.float64),
-            bin_shares=np.asarray(data["bin_shares"], dtype=np.float64),
-            sample=sample,
+            name=str(data["name"]), n_rows=int(data["n_rows"]), n_nulls=int(data["n_nulls"]),
+            mean=float(data["mean"]), std=float(data["std"]), min=float(data["min"]),
+            max=float(data["max"]), grid=grid, grid_counts=counts,
+            coarse=np.asarray(data["coarse"], dtype=np.int64),
         )
+
+
+def _numeric_from_v1(data: dict[str, Any]) -> NumericProfile:
+    """A version-1 profile (quantile edges, shares, reference sample): the sample is the
+    reference (its size is the reference size the tests see), the old edges stay the coarse
+    bins."""
+    sample = _decode(data["sample_f64_b64"])
+    if sample.size != int(data["sample_size"]) or sample.size == 0:
+        raise ReferenceProfileError(
+            f"numeric profile {data.get('name')!r}: sample has {sample.size} values, "
+            f"header says {data['sample_size']}"
+        )
+    old_edges = np.asarray(data["edges"], dtype=np.float64)
+    grid, counts, coarse = _grid(np.sort(sample), old_edges, DEFAULT_GRID_SIZE)
+    n_rows = int(data["n_rows"])
+    n_nulls = int(round(n_rows * float(data["null_share"])))
+    return NumericProfile(
+        name=str(data["name"]), n_rows=n_rows, n_nulls=n_nulls, mean=float(data["mean"]),
+        std=float(data["std"]), min=float(data["min"]), max=float(data["max"]),
+        grid=grid, grid_counts=counts, coarse=coarse)  # counts of the sample: honest n
 
 
 @dataclass(frozen=True)
@@ -150,7 +190,9 @@ class CategoricalProfile:
 
 @dataclass(frozen=True, eq=False)
 class ReferenceProfile:
-    """Reference profile of one model version: features and score distribution."""
+    """Reference profile of one model version: features (all training rows), score columns
+    (``score_rows`` holdout rows) and, for classifiers, the calibration check behind label-free
+    quality estimates (see :mod:`mlops_onprem.quality`)."""
 
     dataset: str
     contract_version: str
@@ -160,8 +202,9 @@ class ReferenceProfile:
     categorical: dict[str, CategoricalProfile]
     scores: dict[str, NumericProfile]
     n_bins: int = DEFAULT_N_BINS
-    sample_size: int = DEFAULT_SAMPLE_SIZE
-    seed: int = 0
+    grid_size: int = DEFAULT_GRID_SIZE
+    score_rows: int = 0
+    calibration: dict[str, Any] | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -176,24 +219,25 @@ class ReferenceProfile:
             "contract_version": self.contract_version,
             "task": self.task,
             "n_rows": self.n_rows,
+            "score_rows": self.score_rows,
             "n_bins": self.n_bins,
-            "sample_size": self.sample_size,
-            "seed": self.seed,
+            "grid_size": self.grid_size,
             "numeric": [p.to_dict() for p in self.numeric.values()],
             "categorical": [p.to_dict() for p in self.categorical.values()],
             "scores": [p.to_dict() for p in self.scores.values()],
+            "calibration": self.calibration,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReferenceProfile:
-        """Rebuild a profile from :meth:`to_dict` output.
+        """Rebuild a profile from :meth:`to_dict` output (or a version-1 profile).
 
         Raises :class:`ReferenceProfileError` on an unknown format or a malformed field.
         """
-        if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT:
-            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        fmt = data.get("format") if isinstance(data, dict) else type(data).__name__
+        if fmt not in (PROFILE_FORMAT, _PROFILE_FORMAT_V1):
             raise ReferenceProfileError(
-                f"not a reference profile: expected format {PROFILE_FORMAT!r}, got {found!r}"
+                f"not a reference profile: expected format {PROFILE_FORMAT!r}, got {fmt!r}"
             )
         try:
             numeric = [NumericProfile.from_dict(d) for d in data["numeric"]]
@@ -208,8 +252,9 @@ class ReferenceProfile:
                 categorical={p.name: p for p in categorical},
                 scores={p.name: p for p in scores},
                 n_bins=int(data["n_bins"]),
-                sample_size=int(data["sample_size"]),
-                seed=int(data["seed"]),
+                grid_size=int(data.get("grid_size", DEFAULT_GRID_SIZE)),
+                score_rows=int(data.get("score_rows", data["n_rows"])),
+                calibration=data.get("calibration"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ReferenceProfileError(f"malformed reference profile: {exc!r}") from exc
@@ -227,16 +272,34 @@ def column_as_categories(values: pd.Series) -> pd.Series:
     return values.astype("string").fillna(NULL_CATEGORY)
 
 
-def profile_numeric(
-    name: str, values: np.ndarray, *, n_bins: int = DEFAULT_N_BINS,
-    sample_size: int = DEFAULT_SAMPLE_SIZE, seed: int = 0,
-) -> NumericProfile:
+def _quantile_edges(ordered: np.ndarray, n: int) -> np.ndarray:
+    """Observed values at the ``n``-quantiles (inverted CDF, so ties sit wholly inside one
+    bin), without an edge at the maximum (its bin would be empty by construction)."""
+    edges = np.unique(np.quantile(ordered, np.linspace(0.0, 1.0, n + 1)[1:-1],
+                                  method="inverted_cdf"))
+    return edges[edges < ordered[-1]] if edges.size else edges
+
+
+def _grid(ordered: np.ndarray, coarse_edges: np.ndarray,
+          grid_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(grid edges, counts per fine bin, indices of the coarse edges in the grid)."""
+    distinct = np.unique(ordered)
+    fine = distinct[:-1] if distinct.size <= grid_size else _quantile_edges(ordered, grid_size)
+    grid = np.union1d(fine, coarse_edges)
+    cum = np.searchsorted(ordered, grid, side="right")
+    counts = np.diff(np.concatenate(([0], cum, [ordered.size]))).astype(np.int64)
+    coarse = np.searchsorted(grid, coarse_edges).astype(np.int64)
+    return grid.astype(np.float64), counts, coarse
+
+
+def profile_numeric(name: str, values: np.ndarray, *, n_bins: int = DEFAULT_N_BINS,
+                    grid_size: int = DEFAULT_GRID_SIZE) -> NumericProfile:
     """Profile one numeric column.
 
-    Takes float values (NaN = missing); returns quantile edges (deduplicated, so a column with
-    few distinct values gets fewer bins), bin shares, moments and a sorted sample of at most
-    ``sample_size`` values drawn without replacement with ``seed``.
-    Raises :class:`ReferenceProfileError` when the column has no non-null value or is infinite.
+    Takes float values (NaN = missing); returns the fine grid with exact counts, the coarse
+    PSI bins (quantile edges, deduplicated, so a column with few distinct values gets fewer
+    bins) and moments. Raises :class:`ReferenceProfileError` when the column has no non-null
+    value or is infinite.
     """
     values = np.asarray(values, dtype=np.float64)
     n_rows = int(values.size)
@@ -246,29 +309,18 @@ def profile_numeric(
     if not np.all(np.isfinite(valid)):
         raise ReferenceProfileError(f"column {name!r}: reference values contain +/-inf")
     ordered = np.sort(valid)
-    quantiles = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
-    # edges are observed values (inverted CDF), so ties sit wholly inside one bin
-    edges = np.unique(np.quantile(ordered, quantiles, method="inverted_cdf"))
-    # the top edge equal to the maximum would leave the last bin empty by construction
-    edges = edges[edges < ordered[-1]] if edges.size else edges
-    cum = np.searchsorted(ordered, edges, side="right")
-    counts = np.diff(np.concatenate(([0], cum, [ordered.size])))
-    if ordered.size > sample_size:
-        rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(ordered, size=sample_size, replace=False))
-    else:
-        sample = ordered
+    grid, counts, coarse = _grid(ordered, _quantile_edges(ordered, n_bins), grid_size)
     return NumericProfile(
         name=name,
         n_rows=n_rows,
-        null_share=float(1.0 - valid.size / n_rows),
+        n_nulls=n_rows - int(valid.size),
         mean=float(ordered.mean()),
         std=float(ordered.std(ddof=1)) if ordered.size > 1 else 0.0,
         min=float(ordered[0]),
         max=float(ordered[-1]),
-        edges=edges.astype(np.float64),
-        bin_shares=counts / ordered.size,
-        sample=np.ascontiguousarray(sample, dtype=np.float64),
+        grid=grid,
+        grid_counts=counts,
+        coarse=coarse,
     )
 
 
@@ -310,53 +362,35 @@ def score_column_names(contract: Contract, scores: np.ndarray) -> list[str]:
 
 def build_reference_profile(
     features: pd.DataFrame, contract: Contract, scores: np.ndarray, *,
-    n_bins: int = DEFAULT_N_BINS, sample_size: int = DEFAULT_SAMPLE_SIZE, seed: int = 0,
+    n_bins: int = DEFAULT_N_BINS, grid_size: int = DEFAULT_GRID_SIZE,
+    calibration: dict[str, Any] | None = None,
 ) -> ReferenceProfile:
-    """Profile the training (reference) features and the model's scores on them.
-
-    Takes the reference rows (at least the contract's features), the contract, and the model's
-    scores on the same rows (1-D, or 2-D ``[N, n_classes]`` for multiclass). Returns a
-    :class:`ReferenceProfile`. Raises :class:`ReferenceProfileError` when a contract feature is
-    missing, the row counts differ, or a column cannot be profiled.
+    """Profile the reference features (every training row) and the model's scores (1-D, or
+    2-D ``[N, n_classes]`` for multiclass) on out-of-sample rows, which may be other rows
+    (the holdout). Raises :class:`ReferenceProfileError` when a contract feature is missing or
+    a column cannot be profiled.
     """
     missing = [c for c in contract.feature_names if c not in features.columns]
     if missing:
         raise ReferenceProfileError(
             f"reference features lack contract {contract.dataset!r} columns {missing}"
         )
+    if grid_size < n_bins or n_bins < 2:
+        raise ReferenceProfileError(f"need grid_size >= n_bins >= 2, got {grid_size}, {n_bins}")
     scores = np.asarray(scores, dtype=np.float64)
-    if scores.shape[0] != len(features):
-        raise ReferenceProfileError(
-            f"scores have {scores.shape[0]} rows but the reference features have {len(features)}"
-        )
-    if sample_size < 1 or n_bins < 2:
-        raise ReferenceProfileError(f"need sample_size >= 1 and n_bins >= 2, got {sample_size}, {n_bins}")
-    numeric = {
-        name: profile_numeric(
-            name, column_as_float(features[name]), n_bins=n_bins, sample_size=sample_size, seed=seed
-        )
-        for name in contract.numeric_features
-    }
-    categorical = {
-        name: profile_categorical(name, features[name]) for name in contract.categorical_features
-    }
+    numeric = {name: profile_numeric(name, column_as_float(features[name]), n_bins=n_bins,
+                                     grid_size=grid_size)
+               for name in contract.numeric_features}
+    categorical = {name: profile_categorical(name, features[name])
+                   for name in contract.categorical_features}
     score_matrix = scores.reshape(len(scores), -1)
     score_profiles = {
-        name: profile_numeric(
-            name, score_matrix[:, j], n_bins=n_bins, sample_size=sample_size, seed=seed
-        )
+        name: profile_numeric(name, score_matrix[:, j], n_bins=n_bins, grid_size=grid_size)
         for j, name in enumerate(score_column_names(contract, scores))
     }
     task = contract.label.task.value if contract.label else Task.REGRESSION.value
     return ReferenceProfile(
-        dataset=contract.dataset,
-        contract_version=contract.version,
-        task=task,
-        n_rows=len(features),
-        numeric=numeric,
-        categorical=categorical,
-        scores=score_profiles,
-        n_bins=n_bins,
-        sample_size=sample_size,
-        seed=seed,
+        dataset=contract.dataset, contract_version=contract.version, task=task,
+        n_rows=len(features), numeric=numeric, categorical=categorical, scores=score_profiles,
+        n_bins=n_bins, grid_size=grid_size, score_rows=len(scores), calibration=calibration,
     )

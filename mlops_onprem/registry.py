@@ -23,7 +23,7 @@ concurrent promotions cannot both win.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,11 +49,13 @@ from mlops_onprem.onnx_io import (
     read_metadata,
     run_scores,
 )
+from mlops_onprem.reference_profile import ReferenceProfile, build_reference_profile
 from mlops_onprem.store.base import ObjectStore, sha256_bytes
 from mlops_onprem.store.parquet import get_dataframe, put_dataframe
 from mlops_onprem.training import (
     EVAL_FILE,
     ONNX_FILE,
+    REFERENCE_FEATURES_FILE,
     Candidate,
     compute_metrics,
     encode_labels,
@@ -256,6 +258,30 @@ def _profile_scores(scores: ScoreArrays, task: Task) -> np.ndarray:
     return scores.score
 
 
+def reference_profile_for(store: ObjectStore, candidate: Candidate, contract: Contract,
+                          eval_frame: pd.DataFrame, scores: ScoreArrays) -> ReferenceProfile:
+    """The monitoring reference of a candidate: features profiled on every training row (staged
+    by training), score columns on the holdout (out-of-sample scores of the exported model), and
+    the holdout's calibration check behind label-free estimates."""
+    from mlops_onprem.quality import check_calibration
+
+    task = Task(candidate.task)
+    profile_scores = _profile_scores(scores, task)
+    probabilities = None if task == Task.REGRESSION else np.asarray(scores.probabilities)
+    calibration = check_calibration(
+        task, encode_labels(eval_frame[contract.label_name], contract), probabilities,
+        seed=candidate.seed) if probabilities is not None else check_calibration(
+        task, np.zeros(0), np.zeros((0, 1)))
+    staged = candidate.staged.get(REFERENCE_FEATURES_FILE)
+    if staged is None:  # a candidate staged before training profiled its rows: holdout only
+        return build_reference_profile(eval_frame, contract, profile_scores,
+                                       calibration=calibration)
+    features = ReferenceProfile.from_dict(store.get_json(staged))
+    scored = build_reference_profile(eval_frame, contract, profile_scores, calibration=calibration)
+    return replace(features, scores=scored.scores, score_rows=scored.score_rows,
+                   calibration=calibration)
+
+
 def register_candidate(
     store: ObjectStore,
     candidate: Candidate,
@@ -271,8 +297,6 @@ def register_candidate(
     reference profile and ``card.md``, then ``card.json`` last; removes the staging objects.
     Raises ParityError if ``parity`` did not pass (registration refused).
     """
-    from mlops_onprem.reference_profile import build_reference_profile
-
     if not parity.passed:
         raise ParityError(
             f"model {candidate.model_name}: parity gate failed (diff {parity.gate_diff:.3e} > "
@@ -292,7 +316,7 @@ def register_candidate(
 
     put("onnx", ONNX_FILE, onnx_bytes)
     for filename, key in candidate.staged.items():
-        if filename not in (ONNX_FILE, EVAL_FILE):
+        if filename not in (ONNX_FILE, EVAL_FILE, REFERENCE_FEATURES_FILE):
             put("native", filename, store.get_bytes(key))
     put("contract", CONTRACT_FILE, contract.to_yaml().encode("utf-8"), "application/yaml")
     eval_frame = get_dataframe(store, candidate.staged[EVAL_FILE])
@@ -302,8 +326,7 @@ def register_candidate(
     task = Task(candidate.task)
     scores = run_scores(create_session(onnx_bytes, name=f"{name} v{version}"),
                         build_feeds(eval_frame, contract), task)
-    profile = build_reference_profile(eval_frame, contract, _profile_scores(scores, task),
-                                      seed=candidate.seed)
+    profile = reference_profile_for(store, candidate, contract, eval_frame, scores)
     profile_key = keys.reference_profile_key(name, version)
     store.put_json(profile_key, profile.to_dict())
     files["reference_profile"] = {"key": profile_key}
@@ -337,6 +360,10 @@ def register_candidate(
         "timings": {"fit_seconds": candidate.fit_seconds, "export_seconds": candidate.export_seconds},
         "opsets": {"": ONNX_OPSET, "ai.onnx.ml": ML_OPSET},
         "reference_profile_key": profile_key,
+        "monitoring": {
+            "reference_rows": profile.n_rows, "score_rows": profile.score_rows,
+            "calibration": {k: v for k, v in (profile.calibration or {}).items() if k != "maps"},
+        },
         "files": files,
     }
     card_md = render_card_markdown(card)

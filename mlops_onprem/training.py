@@ -401,6 +401,7 @@ def native_model_files(trained: TrainedModel) -> dict[str, bytes]:
 
 # --- candidates: train, export and stage in the store (what the training task runs) -------
 EVAL_FILE = "eval.parquet"
+REFERENCE_FEATURES_FILE = "reference_features.json"  # staged: the training rows' feature profile
 ONNX_FILE = "model.onnx"
 CANDIDATE_FILE = "candidate.json"
 NATIVE_SCORE = "_native_score"
@@ -490,6 +491,7 @@ def train_candidate(
 
     from mlops_onprem.onnx_export import export_onnx
     from mlops_onprem.onnx_io import metadata_for
+    from mlops_onprem.reference_profile import build_reference_profile
     from mlops_onprem.store.parquet import put_dataframe
 
     frame, lineage = load_training_frame(store, dataset, contract, window_days=window_days,
@@ -510,6 +512,11 @@ def train_candidate(
     eval_key = keys.model_staging_key(model_name, run_id, EVAL_FILE)
     put_dataframe(store, eval_key, eval_frame_with_native(trained))
     staged[EVAL_FILE] = eval_key
+    # the monitoring reference: every row the model trained on (train and holdout)
+    profile_key = keys.model_staging_key(model_name, run_id, REFERENCE_FEATURES_FILE)
+    store.put_json(profile_key, build_reference_profile(
+        frame, contract, np.zeros(len(frame))).to_dict())
+    staged[REFERENCE_FEATURES_FILE] = profile_key
     candidate = Candidate(
         model_name=model_name,
         run_id=run_id,

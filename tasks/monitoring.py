@@ -23,6 +23,7 @@ from mlops_onprem.monitoring import (
     NoScoringRunsError,
     monitor,
     monitored_events,
+    record_signals,
     write_report,
 )
 from mlops_onprem.retrain_control import (
@@ -78,7 +79,8 @@ def compute_drift_report(
         logger.warning("%s", exc)
         return {
             "model_name": model_name, "model_version": registry.champion_version(store, model_name),
-            "run_id": run_id, "drift": False, "decision": DECISION_INSUFFICIENT,
+            "run_id": run_id, "drift": False, "retrain": False, "signals": [],
+            "decision": DECISION_INSUFFICIENT,
             "decision_reason": str(exc), "rules_fired": [], "reasons": [str(exc)],
             "summary": f"{model_name}: no scoring run to monitor", "report_key": None,
             "markdown_key": None, "png_key": None, "rows": 0, "drifted_features": [],
@@ -87,6 +89,7 @@ def compute_drift_report(
         }
     report_keys, markdown = write_report(store, report)
     ledger.record(store, dataset, monitored_events(report))
+    record_signals(store, report)
     if report.decision.status == DECISION_NO_DRIFT and close_episode(
             store, model_name, report_key=report_keys.json):
         logger.info("clean window: the drift episode the last retrain answered is closed")
@@ -103,6 +106,8 @@ def compute_drift_report(
         "champion_spec": report.champion_spec,
         "run_id": report.run_id,
         "drift": report.decision.drift,
+        "retrain": report.decision.retrain,
+        "signals": list(report.decision.signals),
         "decision": report.decision.status,
         "decision_reason": "; ".join(report.decision.reasons),
         "rules_fired": list(report.decision.rules_fired),

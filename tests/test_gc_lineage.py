@@ -68,6 +68,9 @@ def test_gc_dry_run_lists_only_what_may_go_and_apply_removes_exactly_that(lived_
     # the rescored run and the monitoring report of the open window stay however old
     assert not any(t.startswith(keys.predictions_run_prefix("demo", 1, rescored["run_id"])) for t in targets)
     assert not any(t.startswith("monitoring/") for t in targets)
+    # ... with the window counts monitoring cached for that run
+    cached = [k for k in before if k.startswith("monitoring/demo/profiles/")]
+    assert cached and all(k.endswith(f"/{rescored['run_id']}.json") for k in cached)
     assert {info.key for info in store.list("")} == before  # a dry run deletes nothing
 
     freed = apply_gc(store, plan)

@@ -84,7 +84,7 @@ def test_closed_loop_clean_then_drift_alert_retrain_and_debounce(s3_env, s3_stor
     _score(s3_store, "score-002", seed=501, start_row=200_000, shift=1.5)
     drifted = monitor_model(model_name="demo", dataset="demo", window_batches=1)
 
-    assert drifted["drift"] is True and "feature_share" in drifted["rules_fired"]
+    assert drifted["drift"] is True and "feature_drift" in drifted["rules_fired"]
     assert drifted["event_id"]
     assert drifted["alert"]["delivered"] == 1
     retrain = drifted["retrain"]
@@ -152,9 +152,8 @@ def test_the_monitoring_policy_is_a_flow_parameter_that_changes_the_verdict(s3_e
     assert default["drift"] is True
 
     lenient = MonitoringPolicy(
-        drift=DriftThresholds(psi=50.0, ks_p_value=1e-300, ks_min_statistic=1.0, js_distance=1.0,
-                              chi2_p_value=1e-300, chi2_min_js=1.0, unseen_share=1.0),
-        drifted_share=1.0, prediction_drift_triggers=False, max_quality_drop=10.0,
+        drift=DriftThresholds(psi_min=50.0, ks_min_statistic=1.0, js_min=1.0, unseen_share=1.0),
+        max_quality_drop=10.0, estimated_quality_drop=10.0,
     )
     relaxed = monitor_model(model_name="demo", dataset="demo", window_batches=1, retrain=False,
                             policy=lenient)

