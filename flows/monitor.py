@@ -29,6 +29,7 @@ from tasks.monitoring import (
     emit_drift_event,
     finish_retrain_slot,
     read_retrain_outcome,
+    retrain_parameters,
     send_drift_alert,
     send_retrain_alert,
 )
@@ -84,8 +85,9 @@ def monitor_model(
     if not retrain:
         result["retrain"] = {"status": "disabled"}
         return result
-    # retrain the champion's model family (its spec), not whatever the default is
-    spec = record.get("champion_spec") or "xgboost"
+    # retrain exactly as the champion was made: the spec recorded in its card (an edited YAML
+    # changes nothing), its contract path, margin and window
+    training = retrain_parameters(model_name, record["model_version"], dataset)
     fresh = check_new_training_data(model_name, dataset, record["model_version"])
     if fresh["new_versions"] == 0:
         result["retrain"] = {"status": "skipped", "reason": fresh["reason"]}
@@ -97,14 +99,13 @@ def monitor_model(
         return result
     try:
         if training_deployment:
-            child = run_child_deployment(
-                training_deployment, {"dataset": dataset, "model_name": model_name, "spec": spec},
-                idempotency_key=claim["idempotency_key"],
-            )
-            outcome = {**read_retrain_outcome(model_name, record["model_version"]),
+            child = run_child_deployment(training_deployment, training,
+                                         idempotency_key=claim["idempotency_key"])
+            outcome = {**read_retrain_outcome(model_name, record["model_version"],
+                                              child["flow_run_id"]),
                        "flow_run_id": child["flow_run_id"]}
         else:
-            outcome = train_model(dataset=dataset, model_name=model_name, spec=spec)
+            outcome = train_model(**training)
     except Exception as exc:
         failure = {"error": f"{type(exc).__name__}: {exc}"}
         try:

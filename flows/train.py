@@ -35,7 +35,8 @@ def train_model(
     window_days: int | None = None,
     window_batches: int | None = None,
 ) -> dict[str, Any]:
-    """Train ``spec`` (a name in ``model_specs/`` or a YAML path) on ``dataset``'s training set:
+    """Train ``spec`` (a name in ``model_specs/``, a YAML path, or ``card:<model>@<version>``:
+    the spec recorded in that version's card) on ``dataset``'s training set:
     the current, validated training batch versions the ledger holds (all by default; the last
     ``window_days`` days of data or the newest ``window_batches`` when given). The card and the
     ledger record exactly which batch versions trained the model.
@@ -51,8 +52,12 @@ def train_model(
         window_days=window_days, window_batches=window_batches,
     )
     parity = check_parity_task(candidate, contract_path=contract_path)
+    invocation = {"spec": spec, "contract_path": contract_path,
+                  "promotion_margin": promotion_margin, "window_days": window_days,
+                  "window_batches": window_batches}
     registered = register_model_task(
-        candidate, parity, flow_run_id=flow_run.get_id(), contract_path=contract_path
+        candidate, parity, flow_run_id=flow_run.get_id(), contract_path=contract_path,
+        invocation=invocation,
     )
     record_training_set(candidate, registered["version"])
     decision = promote_model_task(model_name, registered["version"], margin=promotion_margin)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlops_onprem.contracts import Task
 from mlops_onprem.errors import ModelError
@@ -66,6 +66,18 @@ class ModelSpec(BaseModel):
     seed: int = 42
     primary_metric: str | None = None
     parity_tolerance: float = Field(default=1e-5, ge=0.0)
+    # promotion gate: absolute floors (min for higher-is-better metrics, max otherwise), and the
+    # significance the paired-bootstrap improvement over the champion must reach (None: margin)
+    floors: dict[str, float] = Field(default_factory=dict)
+    promotion_alpha: float | None = Field(default=None, gt=0.0, lt=0.5)
+
+    @field_validator("floors")
+    @classmethod
+    def _known_floor_metrics(cls, floors: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(floors) - set(HIGHER_IS_BETTER))
+        if unknown:
+            raise ValueError(f"floors name unknown metrics {unknown}; known: {sorted(HIGHER_IS_BETTER)}")
+        return floors
 
     def estimator_params(self, task: Task) -> dict[str, Any]:
         """The estimator's keyword arguments for ``task``."""

@@ -49,6 +49,8 @@ from mlops_onprem.onnx_io import (
     read_metadata,
     run_scores,
 )
+from mlops_onprem.promotion import floor_failures, judge, paired_improvements
+from mlops_onprem.quality import Rows
 from mlops_onprem.reference_profile import ReferenceProfile, build_reference_profile
 from mlops_onprem.store.base import ObjectStore, sha256_bytes
 from mlops_onprem.store.parquet import get_dataframe, put_dataframe
@@ -57,9 +59,7 @@ from mlops_onprem.training import (
     ONNX_FILE,
     REFERENCE_FEATURES_FILE,
     Candidate,
-    compute_metrics,
     encode_labels,
-    is_better,
     native_scores_from_eval,
 )
 
@@ -117,6 +117,11 @@ class PromotionDecision:
     eval_rows: int
     decided_at: str
     event_key: str | None = None
+    improvement: float | None = None  # candidate over champion, metric units, positive = better
+    interval: tuple[float, float] | None = None  # paired bootstrap interval of ``improvement``
+    alpha: float | None = None
+    floors: dict[str, float] | None = None
+    excluded_rows: int = 0  # evaluation rows left out because the champion trained on them
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -290,8 +295,12 @@ def register_candidate(
     *,
     flow_run_id: str | None = None,
     code_version: str | None = None,
+    invocation: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """Turn a staged candidate that passed parity into a new immutable version.
+
+    ``invocation`` (the training flow's parameters: spec, contract path, promotion margin,
+    window) is recorded in the card, so a retrain repeats exactly how this version was made.
 
     Allocates the version (CAS), stamps it into the ONNX metadata, writes the files, the
     reference profile and ``card.md``, then ``card.json`` last; removes the staging objects.
@@ -360,6 +369,7 @@ def register_candidate(
         "timings": {"fit_seconds": candidate.fit_seconds, "export_seconds": candidate.export_seconds},
         "opsets": {"": ONNX_OPSET, "ai.onnx.ml": ML_OPSET},
         "reference_profile_key": profile_key,
+        "invocation": invocation or {},
         "monitoring": {
             "reference_rows": profile.n_rows, "score_rows": profile.score_rows,
             "calibration": {k: v for k, v in (profile.calibration or {}).items() if k != "maps"},
@@ -384,12 +394,26 @@ def evaluate_on(
 
     Raises FeatureMismatchError when the model's inputs disagree with ``contract``.
     """
-    assert contract.label is not None
+    rows = score_rows(store, mv, eval_frame, contract)
+    return rows.metric(Task(contract.label.task), metric)
+
+
+def score_rows(store: ObjectStore, mv: ModelVersion, eval_frame: pd.DataFrame,
+               contract: Contract) -> Rows:
+    """Labels and ``mv``'s ONNX scores of ``eval_frame`` (for paired comparisons).
+
+    Raises FeatureMismatchError when the model's inputs disagree with ``contract``, and
+    ModelError when the contract declares no label.
+    """
+    if contract.label is None:
+        raise ModelError(f"contract {contract.dataset!r} declares no label: nothing to evaluate")
     session = create_session(load_onnx_bytes(store, mv), name=f"{mv.name} v{mv.version}")
     check_metadata_matches_contract(read_metadata(session), contract)
     scores = run_scores(session, build_feeds(eval_frame, contract), contract.label.task)
     y_true = encode_labels(eval_frame[contract.label.name], contract)
-    return compute_metrics(contract.label.task, y_true, scores).get(metric)
+    return Rows(y_true, np.asarray(scores.score, dtype=np.float64),
+                None if scores.probabilities is None
+                else np.asarray(scores.probabilities, dtype=np.float64))
 
 
 def _move_alias(
@@ -421,6 +445,33 @@ def _move_alias(
     return PromotionDecision(**{**decision.to_dict(), "event_key": key})
 
 
+MIN_FAIR_EVAL_ROWS = 50
+
+
+def champion_training_keys(store: ObjectStore, champion: ModelVersion,
+                           row_key: str) -> set[Any] | None:
+    """Row keys of every row ``champion`` was fitted on: its training set (the validated copies
+    its card lists, row-key column only) minus its holdout; None when the card predates that
+    record."""
+    versions = (champion.card.get("data") or {}).get("batch_versions") or []
+    if not versions:
+        return None
+    seen: set[Any] = set()
+    for item in versions:
+        key = item.get("validated_key")
+        if not key:
+            return None
+        try:
+            seen.update(get_dataframe(store, key, columns=[row_key])[row_key].tolist())
+        except (ObjectNotFoundError, KeyError):
+            return None
+    try:  # its own holdout rows were not fitted on
+        seen.difference_update(load_eval_frame(store, champion)[row_key].tolist())
+    except (ObjectNotFoundError, KeyError):
+        return None
+    return seen
+
+
 def promote_if_better(
     store: ObjectStore,
     name: str,
@@ -433,14 +484,18 @@ def promote_if_better(
     force: bool = False,
     raise_on_reject: bool = True,
 ) -> PromotionDecision:
-    """Make ``version`` the champion if there is none or it beats the champion.
+    """Make ``version`` the champion if it passes its spec's floors and beats the champion.
 
-    Both models are scored through onnx_io on the SAME evaluation data (default: the
-    candidate's stored holdout ``eval.parquet``, under the candidate's contract); the
-    candidate must beat the champion on ``metric`` (default: the candidate card's primary
-    metric) by more than ``margin``. A champion that cannot score the data (its features
-    disagree with the candidate's contract) is replaced, with that reason. ``force`` skips
-    the comparison. The decision, both scores and the reason go into the history.
+    The gate, in order: the candidate's holdout metrics must pass the spec's ``floors`` (the
+    first version included); then both models are scored through onnx_io on the SAME rows
+    (default: the candidate's holdout ``eval.parquet`` minus the rows the champion trained on,
+    at least ``MIN_FAIR_EVAL_ROWS``, under the candidate's contract) and the
+    candidate must improve on ``metric`` (default: its primary metric) by more than ``margin``,
+    and, when the spec sets ``promotion_alpha``, significantly (paired bootstrap, one-sided).
+    A champion that cannot score those rows (the contract changed) is **not** replaced blind:
+    the candidate is refused for manual review (``mlops models promote --force``). ``force``
+    skips every check. Every decision goes into the history with both scores, the rows, the
+    interval and the reason.
 
     Returns the :class:`PromotionDecision`. Raises PromotionRejectedError (carrying the
     decision) when the champion is kept and ``raise_on_reject``; PromotionConflictError when
@@ -451,56 +506,80 @@ def promote_if_better(
     token = pointer.token if pointer else None
     current = int(pointer.value["version"]) if pointer else None
     metric = metric or candidate.card["primary_metric"]["name"]
+    spec = candidate.card.get("spec") or {}
+    floors = dict(spec.get("floors") or {})
+    alpha = spec.get("promotion_alpha")
     base = dict(
         model_name=name, candidate_version=version, champion_version=current, metric=metric,
         candidate_score=None, champion_score=None, margin=margin, eval_rows=0,
-        decided_at=utc_now(),
+        decided_at=utc_now(), alpha=alpha, floors=floors or None,
     )
+
+    def reject(reason: str) -> PromotionDecision:
+        decision = PromotionDecision(**base, action="rejected", promoted=False, reason=reason)
+        decision = PromotionDecision(**{**decision.to_dict(),
+                                        "event_key": _append_history(store, name, decision.to_dict())})
+        if raise_on_reject:
+            raise PromotionRejectedError(f"model {name!r}: {reason}", decision)
+        return decision
+
     if current == version:
         decision = PromotionDecision(**base, action="already_champion", promoted=False,
                                      reason=f"v{version} is already the champion")
         return PromotionDecision(**{**decision.to_dict(),
                                     "event_key": _append_history(store, name, decision.to_dict())})
-    if force or current is None:
-        reason = "forced by operator" if force else "no champion yet"
-        decision = PromotionDecision(**base, action="promoted", promoted=True, reason=reason)
+    if force:
+        decision = PromotionDecision(**base, action="promoted", promoted=True,
+                                     reason="forced by operator")
+        return _move_alias(store, name, version, current, token, decision)
+    missed = floor_failures(candidate.card.get("metrics") or {}, floors)
+    if missed:
+        return reject(f"v{version} is below its spec's quality floor(s) on the holdout: "
+                      + "; ".join(missed) + "; never champion")
+    if current is None:
+        decision = PromotionDecision(**base, action="promoted", promoted=True,
+                                     reason="no champion yet" + (" (floors passed)" if floors else ""))
         return _move_alias(store, name, version, current, token, decision)
 
     contract = contract or load_contract(store, candidate)
-    frame = eval_data if eval_data is not None else load_eval_frame(store, candidate)
+    champion = get_version(store, name, current)
+    frame = eval_data
+    if frame is None:  # the candidate's holdout, minus the rows the champion trained on
+        frame = load_eval_frame(store, candidate)
+        seen = champion_training_keys(store, champion, contract.row_key)
+        if seen is not None:
+            fresh = frame[~frame[contract.row_key].isin(seen)]
+            base["excluded_rows"] = len(frame) - len(fresh)
+            if len(fresh) < MIN_FAIR_EVAL_ROWS:
+                return reject(
+                    f"only {len(fresh)} of v{version}'s {len(frame)} holdout rows were not in "
+                    f"champion v{current}'s training set (at least {MIN_FAIR_EVAL_ROWS} needed for "
+                    "a fair comparison); champion kept until more new labelled data arrives")
+            frame = fresh
     base["eval_rows"] = len(frame)
-    candidate_score = evaluate_on(store, candidate, frame, contract, metric)
-    base["candidate_score"] = candidate_score
+    task = Task(contract.label.task) if contract.label else Task.REGRESSION
+    candidate_rows = score_rows(store, candidate, frame, contract)
+    base["candidate_score"] = candidate_rows.metric(task, metric)
     try:
-        champion_score = evaluate_on(store, get_version(store, name, current), frame, contract, metric)
+        champion_rows = score_rows(store, champion, frame, contract)
     except FeatureMismatchError as exc:
-        decision = PromotionDecision(
-            **base, action="promoted", promoted=True,
-            reason=f"champion v{current} cannot score the evaluation data ({exc}); replaced",
-        )
-        return _move_alias(store, name, version, current, token, decision)
-    base["champion_score"] = champion_score
-    direction = "higher" if HIGHER_IS_BETTER[metric] else "lower"
-    if candidate_score is None or champion_score is None:
-        promoted = False
-        reason = f"{metric} is undefined on the evaluation data; champion kept"
-    elif is_better(metric, candidate_score, champion_score, margin):
-        promoted = True
-        reason = (f"v{version} {metric}={candidate_score:.6g} beats champion v{current} "
-                  f"{metric}={champion_score:.6g} by more than margin {margin} ({direction} is better)")
-    else:
-        promoted = False
-        reason = (f"v{version} {metric}={candidate_score:.6g} does not beat champion v{current} "
-                  f"{metric}={champion_score:.6g} by more than margin {margin} ({direction} is better)")
-    if promoted:
-        decision = PromotionDecision(**base, action="promoted", promoted=True, reason=reason)
-        return _move_alias(store, name, version, current, token, decision)
-    decision = PromotionDecision(**base, action="rejected", promoted=False, reason=reason)
-    decision = PromotionDecision(**{**decision.to_dict(),
-                                    "event_key": _append_history(store, name, decision.to_dict())})
-    if raise_on_reject:
-        raise PromotionRejectedError(f"model {name!r}: {reason}", decision)
-    return decision
+        return reject(
+            f"champion v{current} cannot score v{version}'s evaluation rows ({exc}): the contract "
+            "changed, so the two cannot be compared on the same rows; refused for manual review "
+            f"(compare them yourself, then `mlops models promote {name} {version} --force`)")
+    base["champion_score"] = champion_rows.metric(task, metric)
+    if base["candidate_score"] is None or base["champion_score"] is None:
+        return reject(f"{metric} is undefined on the {len(frame)} evaluation rows; champion kept")
+    improvements = paired_improvements(task, metric, candidate_rows, champion_rows,
+                                       seed=int(spec.get("seed") or 0))
+    verdict = judge(metric, base["candidate_score"], base["champion_score"], margin=margin,
+                    alpha=alpha, improvements=improvements)
+    base.update(improvement=verdict.improvement, interval=verdict.interval)
+    reason = f"v{version} vs champion v{current} on {len(frame)} rows: {verdict.reason}"
+    if not verdict.promoted:
+        return reject(reason)
+    decision = PromotionDecision(**base, action="promoted", promoted=True, reason=reason)
+    return _move_alias(store, name, version, current, token, decision)
 
 
 def rollback(store: ObjectStore, name: str, to_version: int | None = None) -> PromotionDecision:

@@ -195,13 +195,21 @@ def check_new_training_data(model_name: str, dataset: str, champion_version: int
 
 
 @task(name="read-retrain-outcome", cache_policy=NONE)
-def read_retrain_outcome(model_name: str, previous_champion: int | None) -> dict[str, Any]:
+def read_retrain_outcome(model_name: str, previous_champion: int | None,
+                         flow_run_id: str | None = None) -> dict[str, Any]:
     """The training flow's outcome as the registry recorded it (for deployment runs, whose
-    return value is not persisted): newest version, whether it is champion, its decision."""
+    return value is not persisted): the version **that run** registered (matched on the flow
+    run id in its card, so a concurrent training is never reported as this one), whether it is
+    champion, its promotion decision. Without ``flow_run_id``: the newest version."""
     store = open_store()
     versions = registry.list_versions(store, model_name)
+    if flow_run_id is not None:
+        versions = [mv for mv in versions
+                    if (mv.card.get("lineage") or {}).get("flow_run_id") == str(flow_run_id)]
     if not versions:
-        return {"model_name": model_name, "version": None, "promoted": False, "decision": None}
+        return {"model_name": model_name, "version": None, "promoted": False, "decision": None,
+                "reason": f"training run {flow_run_id} registered no version"
+                if flow_run_id else "no version registered"}
     newest = versions[-1]
     decisions = [e for e in registry.history(store, model_name)
                  if e.get("candidate_version") == newest.version]
@@ -214,6 +222,23 @@ def read_retrain_outcome(model_name: str, previous_champion: int | None) -> dict
         "metrics": newest.card.get("metrics"),
         "card_key": keys.model_card_key(model_name, newest.version),
     }
+
+
+def retrain_parameters(model_name: str, champion_version: int | None,
+                       dataset: str) -> dict[str, Any]:
+    """The training flow's parameters for a retrain of the champion: the spec recorded in its
+    card (``card:<model>@<version>``), and the contract path, promotion margin and window it
+    was trained with (versions registered before the card recorded them: spec only)."""
+    if champion_version is None:
+        return {"dataset": dataset, "model_name": model_name, "spec": "xgboost"}
+    card = registry.get_version(open_store(), model_name, champion_version).card
+    invocation = card.get("invocation") or {}
+    parameters = {"dataset": dataset, "model_name": model_name,
+                  "spec": f"card:{model_name}@{champion_version}"}
+    for key in ("contract_path", "promotion_margin", "window_days", "window_batches"):
+        if invocation.get(key) is not None:
+            parameters[key] = invocation[key]
+    return parameters
 
 
 @task(name="finish-retrain", cache_policy=NONE)

@@ -7,6 +7,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
+from prefect.events import emit_event
 
 from mlops_onprem import keys
 from mlops_onprem.model_card import render_card_markdown
@@ -17,11 +18,13 @@ from mlops_onprem.training import Candidate
 from tasks.training import artifact_key
 from tasks.validation import dataset_contract
 
+PROMOTED_EVENT = "mlops.model.promoted"  # emitted on every champion move by the gate
+
 
 @task(name="register-model", cache_policy=NONE)
 def register_model_task(
     candidate: dict[str, Any], parity: dict[str, Any], flow_run_id: str | None = None,
-    contract_path: str | None = None,
+    contract_path: str | None = None, invocation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Register a staged candidate that passed parity as a new version.
 
@@ -31,7 +34,8 @@ def register_model_task(
     record = Candidate.from_dict(candidate)
     contract = dataset_contract(record.dataset, contract_path)
     mv = register_candidate(
-        open_store(), record, contract, ParityResult(**parity), flow_run_id=flow_run_id
+        open_store(), record, contract, ParityResult(**parity), flow_run_id=flow_run_id,
+        invocation=invocation,
     )
     card_key = keys.model_card_key(mv.name, mv.version)
     create_markdown_artifact(
@@ -60,7 +64,14 @@ def decision_markdown(decision: dict[str, Any]) -> str:
         f"| candidate | v{decision['candidate_version']} | {fmt(decision['candidate_score'])} |",
         f"| champion before | {fmt(decision['champion_version'])} | {fmt(decision['champion_score'])} |",
         "",
-        f"Margin {decision['margin']}, {decision['eval_rows']} evaluation rows.",
+        f"Margin {decision['margin']}, {decision['eval_rows']} evaluation rows (the same rows "
+        "for both models)."
+        + (f" Improvement {fmt(decision.get('improvement'))}, paired bootstrap interval "
+           f"[{fmt(decision['interval'][0])}, {fmt(decision['interval'][1])}]"
+           if decision.get("interval") else "")
+        + (f"; significance required at alpha {decision['alpha']}" if decision.get("alpha")
+           else "")
+        + (f"; floors {decision['floors']}" if decision.get("floors") else ""),
         "",
         f"Reason: {decision['reason']}",
         "",
@@ -84,4 +95,13 @@ def promote_model_task(model_name: str, version: int, margin: float = 0.0) -> di
     )
     get_run_logger().info("promotion of %s v%d: %s (%s)", model_name, version,
                           decision["action"], decision["reason"])
+    if decision["promoted"]:
+        emit_event(
+            event=PROMOTED_EVENT,
+            resource={"prefect.resource.id": f"mlops.model.{model_name}",
+                      "prefect.resource.name": model_name},
+            payload={k: decision.get(k) for k in (
+                "model_name", "candidate_version", "champion_version", "metric",
+                "candidate_score", "champion_score", "reason", "event_key")},
+        )
     return decision

@@ -17,8 +17,8 @@ from prefect.cache_policies import NONE
 
 from mlops_onprem import ledger
 from mlops_onprem.model_card import metrics_table
-from mlops_onprem.model_spec import load_model_spec
-from mlops_onprem.registry import check_candidate_parity
+from mlops_onprem.model_spec import ModelSpec, ModelSpecError, load_model_spec
+from mlops_onprem.registry import check_candidate_parity, get_version
 from mlops_onprem.store import open_store
 from mlops_onprem.training import Candidate, train_candidate
 from tasks.validation import dataset_contract
@@ -27,6 +27,23 @@ from tasks.validation import dataset_contract
 def artifact_key(*parts: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:200]
+
+
+CARD_SPEC_PREFIX = "card:"
+
+
+def resolve_spec(spec: str, *, seed: int | None = None) -> ModelSpec:
+    """A spec name / path (``model_specs/``), or ``card:<model>@<version>``: the spec recorded
+    in that version's card (what a drift retrain uses, so an edited YAML changes nothing)."""
+    if not spec.startswith(CARD_SPEC_PREFIX):
+        return load_model_spec(spec, seed=seed)
+    name, _, version = spec[len(CARD_SPEC_PREFIX):].rpartition("@")
+    if not name or not version.isdigit():
+        raise ModelSpecError(f"spec reference {spec!r}: expected card:<model>@<version>")
+    recorded = get_version(open_store(), name, int(version)).card.get("spec")
+    if not recorded:
+        raise ModelSpecError(f"model {name} v{version} has no spec recorded in its card")
+    return ModelSpec.model_validate({**recorded, **({"seed": seed} if seed is not None else {})})
 
 
 @task(name="train-candidate", cache_policy=NONE)
@@ -42,7 +59,7 @@ def train_candidate_task(
     """
     logger = get_run_logger()
     contract = dataset_contract(dataset, contract_path)
-    model_spec = load_model_spec(spec, seed=seed)
+    model_spec = resolve_spec(spec, seed=seed)
     candidate = train_candidate(
         open_store(), dataset=dataset, contract=contract, spec=model_spec,
         model_name=model_name, run_id=run_id, window_days=window_days,

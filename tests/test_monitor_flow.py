@@ -95,6 +95,14 @@ def test_closed_loop_clean_then_drift_alert_retrain_and_debounce(s3_env, s3_stor
     assert drifted["champion_spec"] == "logistic"
     retrained = registry.get_version(s3_store, "demo", 2)
     assert retrained.card["spec"]["name"] == "logistic"
+    # ... read from the champion's card, not re-loaded by name from model_specs/
+    assert retrained.card["invocation"]["spec"] == "card:demo@1"
+    assert retrained.card["spec"] == registry.get_version(s3_store, "demo", 1).card["spec"]
+    # the outcome is the version this retrain's run registered, matched on its run id
+    from tasks.monitoring import read_retrain_outcome
+    assert read_retrain_outcome.fn("demo", 1, retrained.card["lineage"]["flow_run_id"])[
+        "version"] == 2
+    assert read_retrain_outcome.fn("demo", 1, "another-run")["version"] is None
 
     titles = [p["title"] for p in webhook]
     assert titles[0] == "[mlops] demo v1: drift"

@@ -104,7 +104,7 @@ def test_first_model_becomes_champion_and_a_worse_one_is_rejected_with_both_scor
     decision = registry.promote_if_better(local_store, "demo", first.version)
     assert decision.promoted and decision.reason == "no champion yet"
     second = register_small(local_store, contract, run_id="run-2")
-    with pytest.raises(PromotionRejectedError, match="does not beat champion v1") as info:
+    with pytest.raises(PromotionRejectedError, match="is not above margin 0.5") as info:
         registry.promote_if_better(local_store, "demo", second.version, margin=0.5)
     rejected = info.value.decision
     # identical spec and data: both models score the same eval rows alike
@@ -114,6 +114,55 @@ def test_first_model_becomes_champion_and_a_worse_one_is_rejected_with_both_scor
     events = registry.history(local_store, "demo")
     assert [e["action"] for e in events] == ["promoted", "rejected"]
     assert events[1]["champion_score"] is not None and events[1]["candidate_score"] is not None
+    assert events[1]["interval"] is not None  # the paired interval of the difference
+
+
+def test_a_candidate_below_its_floor_is_never_champion_the_first_one_included(local_store):
+    contract = seed_validated(local_store)
+    floored = small_spec("logistic", floors={"roc_auc": 0.999, "log_loss": 5.0})
+    first = register_small(local_store, contract, spec=floored)
+    with pytest.raises(PromotionRejectedError, match=r"quality floor.*roc_auc .* < floor 0.999"):
+        registry.promote_if_better(local_store, "demo", first.version)
+    assert registry.champion_version(local_store, "demo") is None
+    assert registry.history(local_store, "demo")[0]["floors"] == {"roc_auc": 0.999, "log_loss": 5.0}
+    passing = register_small(local_store, contract, run_id="run-2",
+                             spec=small_spec("logistic", floors={"roc_auc": 0.6}))
+    decision = registry.promote_if_better(local_store, "demo", passing.version)
+    assert decision.promoted and decision.reason == "no champion yet (floors passed)"
+    from mlops_onprem.model_spec import ModelSpecError
+    with pytest.raises(ModelSpecError, match=r"floors.*unknown metrics \['auc'\]"):
+        small_spec("logistic", floors={"auc": 0.5})
+
+
+def test_with_promotion_alpha_only_a_significant_improvement_is_promoted(local_store):
+    contract = seed_validated(local_store, rows=2000)
+    weak = register_small(local_store, contract, spec=small_spec(
+        "xgboost", params={"n_estimators": 1, "max_depth": 1, "n_jobs": 1}))
+    registry.promote_if_better(local_store, "demo", weak.version)
+    same = register_small(local_store, contract, run_id="run-2", spec=small_spec(
+        "xgboost", params={"n_estimators": 1, "max_depth": 1, "n_jobs": 1}, promotion_alpha=0.05))
+    with pytest.raises(PromotionRejectedError, match="not above margin|not significant"):
+        registry.promote_if_better(local_store, "demo", same.version)
+    strong = register_small(local_store, contract, run_id="run-3",
+                            spec=small_spec("xgboost", promotion_alpha=0.05))
+    decision = registry.promote_if_better(local_store, "demo", strong.version)
+    assert decision.promoted and "significant at alpha 0.05" in decision.reason
+    assert decision.interval[0] > 0 and decision.improvement > 0 and decision.alpha == 0.05
+
+
+def test_a_candidate_under_a_changed_contract_is_refused_for_review_never_promoted_blind(local_store):
+    contract = seed_validated(local_store)
+    first = register_small(local_store, contract)
+    registry.promote_if_better(local_store, "demo", first.version)
+    narrower = contract.model_copy(update={
+        "version": "2.0.0", "features": contract.features[1:]})  # a feature dropped
+    candidate = register_small(local_store, narrower, run_id="run-2")
+    with pytest.raises(PromotionRejectedError, match="refused for manual review") as info:
+        registry.promote_if_better(local_store, "demo", candidate.version)
+    assert "--force" in info.value.decision.reason
+    assert registry.champion_version(local_store, "demo") == first.version
+    forced = registry.promote_if_better(local_store, "demo", candidate.version, force=True)
+    assert forced.promoted and forced.reason == "forced by operator"
 
 
 def test_a_better_candidate_replaces_the_champion_on_the_same_eval_data(local_store):
@@ -201,3 +250,25 @@ def test_cli_lists_shows_promotes_and_rolls_back(local_env, capsys):
     assert cli_main(["models", "show", "demo"]) == 0
     assert "# Model card: demo v1" in capsys.readouterr().out
     assert cli_main(["models", "show", "nope"]) == 2
+
+
+def test_the_comparison_leaves_out_rows_the_champion_was_fitted_on(local_store):
+    from mlops_onprem.synthetic import SyntheticSpec, generate_batch
+    from mlops_onprem.store.parquet import put_dataframe
+    from tests.training_fixtures import gate_landed
+
+    contract = seed_validated(local_store)
+    champion = register_small(local_store, contract)
+    registry.promote_if_better(local_store, "demo", champion.version)
+    fresh = generate_batch(SyntheticSpec(dataset="demo"), 600, seed=9, start_row=50_000)
+    put_dataframe(local_store, keys.incoming_key("demo", "batch-new"), fresh)
+    gate_landed(local_store, contract)
+    candidate = register_small(local_store, contract, run_id="run-2",
+                               spec=small_spec("logistic", seed=7))  # another split
+    decision = registry.promote_if_better(local_store, "demo", candidate.version, margin=-1.0,
+                                          raise_on_reject=False)
+    holdout = registry.load_eval_frame(local_store, candidate)
+    fitted = registry.champion_training_keys(local_store, champion, contract.row_key)
+    overlap = int(holdout[contract.row_key].isin(fitted).sum())
+    assert overlap > 0 and decision.excluded_rows == overlap
+    assert decision.eval_rows == len(holdout) - overlap and decision.promoted
