@@ -253,8 +253,8 @@ def test_cli_lists_shows_promotes_and_rolls_back(local_env, capsys):
 
 
 def test_the_comparison_leaves_out_rows_the_champion_was_fitted_on(local_store):
-    from mlops_onprem.synthetic import SyntheticSpec, generate_batch
     from mlops_onprem.store.parquet import put_dataframe
+    from mlops_onprem.synthetic import SyntheticSpec, generate_batch
     from tests.training_fixtures import gate_landed
 
     contract = seed_validated(local_store)
