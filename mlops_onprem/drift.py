@@ -315,7 +315,7 @@ def _finish(column: _Column, adjusted: float, t: DriftThresholds, insufficient: 
 def window_rows_needed(profile: ReferenceProfile, t: DriftThresholds,
                        n_columns: int) -> tuple[int | None, int]:
     """(rows a window needs for a verdict or None, training rows the reference needs)."""
-    n_tests = 2 * max(1, n_columns)
+    n_tests = max(1, n_columns)  # one corrected p-value per column
     needed_reference = drift_stats.reference_rows_needed(
         effect=t.detectable_ks_statistic, alpha=t.false_alarm_rate, n_tests=n_tests, power=t.power)
     if t.min_rows is not None:
