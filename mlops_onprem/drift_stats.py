@@ -25,6 +25,7 @@ from typing import Literal
 
 import numpy as np
 from scipy import stats
+from scipy.spatial.distance import jensenshannon
 
 Correction = Literal["bonferroni", "holm", "bh"]
 
@@ -101,14 +102,7 @@ def jensen_shannon_distance(reference: np.ndarray, current: np.ndarray) -> float
     c = np.asarray(current, dtype=np.float64)
     if r.sum() == 0 or c.sum() == 0:
         return 0.0
-    p, q = r / r.sum(), c / c.sum()
-    m = (p + q) / 2
-
-    def kl(a: np.ndarray) -> float:
-        mask = a > 0
-        return float(np.sum(a[mask] * np.log2(a[mask] / m[mask])))
-
-    return math.sqrt(max(0.0, (kl(p) + kl(q)) / 2))
+    return float(jensenshannon(r / r.sum(), c / c.sum(), base=2))
 
 
 def merge_sparse_bins(reference_shares: np.ndarray, smaller_n: int,

@@ -176,7 +176,7 @@ def apply_calibration(calibration: dict[str, Any] | None, probabilities: np.ndar
     return np.where(sums > 0, out / np.where(sums > 0, sums, 1), 1.0 / out.shape[1])
 
 
-def check_calibration(task: Task, y: np.ndarray, probabilities: np.ndarray, *,
+def check_calibration(task: Task, y: np.ndarray, probabilities: np.ndarray | None, *,
                       tolerance: float = CALIBRATION_TOLERANCE, seed: int = 0) -> dict[str, Any]:
     """Decide at training whether window estimates can be trusted, from the holdout.
 
@@ -191,7 +191,7 @@ def check_calibration(task: Task, y: np.ndarray, probabilities: np.ndarray, *,
         return {**record, "status": "refused",
                 "reason": "label-free estimation is not supported for regression (it needs a "
                           "model of the loss); realized quality only"}
-    if len(y) < MIN_CALIBRATION_ROWS:
+    if probabilities is None or len(y) < MIN_CALIBRATION_ROWS:
         return {**record, "status": "refused",
                 "reason": f"calibration cannot be checked on {len(y)} holdout rows (needs "
                           f"{MIN_CALIBRATION_ROWS}); estimates would be unfounded"}

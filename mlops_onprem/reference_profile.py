@@ -360,6 +360,15 @@ def score_column_names(contract: Contract, scores: np.ndarray) -> list[str]:
     return [f"proba_{c}" for c in classes]
 
 
+def profile_scores(contract: Contract, scores: np.ndarray, *, n_bins: int = DEFAULT_N_BINS,
+                   grid_size: int = DEFAULT_GRID_SIZE) -> dict[str, NumericProfile]:
+    """Profiles of the score columns (``score`` or ``proba_<class>``) of 1-D or 2-D scores."""
+    scores = np.asarray(scores, dtype=np.float64)
+    matrix = scores.reshape(len(scores), -1)
+    return {name: profile_numeric(name, matrix[:, j], n_bins=n_bins, grid_size=grid_size)
+            for j, name in enumerate(score_column_names(contract, scores))}
+
+
 def build_reference_profile(
     features: pd.DataFrame, contract: Contract, scores: np.ndarray, *,
     n_bins: int = DEFAULT_N_BINS, grid_size: int = DEFAULT_GRID_SIZE,
@@ -383,11 +392,7 @@ def build_reference_profile(
                for name in contract.numeric_features}
     categorical = {name: profile_categorical(name, features[name])
                    for name in contract.categorical_features}
-    score_matrix = scores.reshape(len(scores), -1)
-    score_profiles = {
-        name: profile_numeric(name, score_matrix[:, j], n_bins=n_bins, grid_size=grid_size)
-        for j, name in enumerate(score_column_names(contract, scores))
-    }
+    score_profiles = profile_scores(contract, scores, n_bins=n_bins, grid_size=grid_size)
     task = contract.label.task.value if contract.label else Task.REGRESSION.value
     return ReferenceProfile(
         dataset=contract.dataset, contract_version=contract.version, task=task,

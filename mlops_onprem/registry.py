@@ -51,7 +51,11 @@ from mlops_onprem.onnx_io import (
 )
 from mlops_onprem.promotion import floor_failures, judge, paired_improvements
 from mlops_onprem.quality import Rows
-from mlops_onprem.reference_profile import ReferenceProfile, build_reference_profile
+from mlops_onprem.reference_profile import (
+    ReferenceProfile,
+    build_reference_profile,
+    profile_scores,
+)
 from mlops_onprem.store.base import ObjectStore, sha256_bytes
 from mlops_onprem.store.parquet import get_dataframe, put_dataframe
 from mlops_onprem.training import (
@@ -271,20 +275,16 @@ def reference_profile_for(store: ObjectStore, candidate: Candidate, contract: Co
     from mlops_onprem.quality import check_calibration
 
     task = Task(candidate.task)
-    profile_scores = _profile_scores(scores, task)
-    probabilities = None if task == Task.REGRESSION else np.asarray(scores.probabilities)
+    score_values = _profile_scores(scores, task)
     calibration = check_calibration(
-        task, encode_labels(eval_frame[contract.label_name], contract), probabilities,
-        seed=candidate.seed) if probabilities is not None else check_calibration(
-        task, np.zeros(0), np.zeros((0, 1)))
+        task, encode_labels(eval_frame[contract.label_name], contract),
+        None if task == Task.REGRESSION else np.asarray(scores.probabilities), seed=candidate.seed)
     staged = candidate.staged.get(REFERENCE_FEATURES_FILE)
     if staged is None:  # a candidate staged before training profiled its rows: holdout only
-        return build_reference_profile(eval_frame, contract, profile_scores,
-                                       calibration=calibration)
+        return build_reference_profile(eval_frame, contract, score_values, calibration=calibration)
     features = ReferenceProfile.from_dict(store.get_json(staged))
-    scored = build_reference_profile(eval_frame, contract, profile_scores, calibration=calibration)
-    return replace(features, scores=scored.scores, score_rows=scored.score_rows,
-                   calibration=calibration)
+    return replace(features, scores=profile_scores(contract, score_values),
+                   score_rows=len(score_values), calibration=calibration)
 
 
 def register_candidate(
