@@ -8,6 +8,10 @@ Pipeline::
 
 The candidate is staged in the store (``models/<name>/staging/<run>/``); tasks pass its
 small record along. Monitoring calls ``train_model(...)`` directly to retrain on drift.
+
+The whole body holds one slot of the Prefect global concurrency limit for training
+(``tasks/training_slot.py``), so a deployment run, ``python -m flows.train`` and the subflows of
+``run-pipeline`` and ``monitor-model`` never train at the same time beyond that limit.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from prefect.runtime import flow_run
 from tasks.registry import promote_model_task, register_model_task
 from tasks.run_labels import mark_run, run_name
 from tasks.training import check_parity_task, record_training_set, train_candidate_task
+from tasks.training_slot import training_slot
 
 
 @flow(name="train-model", flow_run_name=run_name(lambda p: (
@@ -41,26 +46,33 @@ def train_model(
     ``window_days`` days of data or the newest ``window_batches`` when given). The card and the
     ledger record exactly which batch versions trained the model.
 
-    Returns ``{model_name, version, promoted, decision, metrics, card_key}``.
+    All of it runs holding one slot of the global training concurrency limit
+    (``MLOPS_TRAINING_CONCURRENCY_LIMIT_NAME``): it first waits for a free slot.
+
+    Returns ``{model_name, version, promoted, decision, metrics, card_key, training_slot}``
+    (``training_slot``: ``{name, limit, waited_seconds}``).
     Raises TrainingDataError (no validated data), ParityError (ONNX differs from native:
-    nothing registered), PromotionConflictError (a concurrent promotion won).
+    nothing registered), PromotionConflictError (a concurrent promotion won),
+    TrainingSlotTimeoutError (no free training slot in ``MLOPS_TRAINING_SLOT_TIMEOUT_MINUTES``:
+    nothing trained or registered).
     """
     mark_run(tags=[f"dataset:{dataset}", f"model:{model_name}"])
     run_id = flow_run.get_id() or uuid.uuid4().hex
-    candidate = train_candidate_task(
-        dataset, model_name, spec, run_id, seed=seed, contract_path=contract_path,
-        window_days=window_days, window_batches=window_batches,
-    )
-    parity = check_parity_task(candidate, contract_path=contract_path)
-    invocation = {"spec": spec, "contract_path": contract_path,
-                  "promotion_margin": promotion_margin, "window_days": window_days,
-                  "window_batches": window_batches}
-    registered = register_model_task(
-        candidate, parity, flow_run_id=flow_run.get_id(), contract_path=contract_path,
-        invocation=invocation,
-    )
-    record_training_set(candidate, registered["version"])
-    decision = promote_model_task(model_name, registered["version"], margin=promotion_margin)
+    with training_slot(model_name) as slot:
+        candidate = train_candidate_task(
+            dataset, model_name, spec, run_id, seed=seed, contract_path=contract_path,
+            window_days=window_days, window_batches=window_batches,
+        )
+        parity = check_parity_task(candidate, contract_path=contract_path)
+        invocation = {"spec": spec, "contract_path": contract_path,
+                      "promotion_margin": promotion_margin, "window_days": window_days,
+                      "window_batches": window_batches}
+        registered = register_model_task(
+            candidate, parity, flow_run_id=flow_run.get_id(), contract_path=contract_path,
+            invocation=invocation,
+        )
+        record_training_set(candidate, registered["version"])
+        decision = promote_model_task(model_name, registered["version"], margin=promotion_margin)
     return {
         "model_name": model_name,
         "version": registered["version"],
@@ -68,6 +80,7 @@ def train_model(
         "decision": decision,
         "metrics": registered["metrics"],
         "card_key": registered["card_key"],
+        "training_slot": slot.record(),
     }
 
 

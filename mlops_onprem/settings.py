@@ -62,6 +62,19 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="At most one drift-triggered retrain per this window."
     )
 
+    # --- training --------------------------------------------------------------------------
+    training_concurrency_limit_name: str = Field(
+        default="mlops-training",
+        description="Prefect global concurrency limit every training holds a slot of.",
+    )
+    training_concurrency_limit: int = Field(
+        default=1, ge=1,
+        description="Trainings at once; used only when creating the limit (the UI's value wins).",
+    )
+    training_slot_timeout_minutes: float = Field(
+        default=120.0, gt=0, description="How long a training waits for a slot before failing."
+    )
+
     @field_validator("alert_urls", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
