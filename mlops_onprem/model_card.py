@@ -100,6 +100,27 @@ def _monitoring_lines(monitoring: dict[str, Any]) -> list[str]:
             f"- calibration: {detail}", ""]
 
 
+def _threshold_lines(record: dict[str, Any] | None) -> list[str]:
+    """The binary decision threshold: value, rule and what it achieved on the holdout."""
+    if not record:
+        return []
+    rule = record.get("rule")
+    how = {"default": "default (no threshold in the spec)", "fixed": "fixed by the spec",
+           "max_f1": "maximises F1 on the holdout",
+           "min_precision": f"lowest with precision >= {record.get('target')} on the holdout",
+           "min_recall": f"highest with recall >= {record.get('target')} on the holdout"}.get(
+               rule, str(rule))
+    lines = [f"**Decision threshold:** {record['value']:.4g} ({how}); `predicted_label` is "
+             "positive at score >= it. Holdout at this threshold: precision "
+             f"{_fmt(record.get('precision'))}, recall {_fmt(record.get('recall'))}, "
+             f"F1 {_fmt(record.get('f1'))}."]
+    if record.get("met") is False:
+        lines.append(f"**Target not met:** {record.get('note')}")
+    elif record.get("note"):
+        lines.append(f"_{record['note']}_")
+    return [*lines, ""]
+
+
 def render_card_markdown(card: dict[str, Any]) -> str:
     """The human-readable model card for ``card.json``'s content."""
     data = card.get("data", {})
@@ -121,6 +142,7 @@ def render_card_markdown(card: dict[str, Any]) -> str:
         "",
         metrics_table(card.get("metrics", {}), primary),
         "",
+        *_threshold_lines(card.get("decision_threshold")),
         "## Data",
         "",
         f"- rows: {data.get('rows')} (train {data.get('train_rows')}, holdout {data.get('holdout_rows')})",

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mlops_onprem.contracts import Task
 from mlops_onprem.errors import ModelError
+from mlops_onprem.threshold import ThresholdSpec, as_threshold_spec
 
 #: estimator kinds a spec may name; ``hist_gradient_boosting`` is known but refused at export
 ModelKind = Literal["xgboost", "linear", "random_forest", "hist_gradient_boosting"]
@@ -70,6 +71,13 @@ class ModelSpec(BaseModel):
     # significance the paired-bootstrap improvement over the champion must reach (None: margin)
     floors: dict[str, float] = Field(default_factory=dict)
     promotion_alpha: float | None = Field(default=None, gt=0.0, lt=0.5)
+    # binary only: a number in (0, 1) or a rule chosen on the holdout (see mlops_onprem.threshold)
+    decision_threshold: ThresholdSpec | None = None
+
+    @field_validator("decision_threshold", mode="before")
+    @classmethod
+    def _number_is_fixed(cls, value: Any) -> Any:
+        return as_threshold_spec(value) if isinstance(value, (int, float)) else value
 
     @field_validator("floors")
     @classmethod
@@ -94,6 +102,15 @@ class ModelSpec(BaseModel):
                 f"(choose one of {', '.join(allowed)})"
             )
         return metric
+
+    def threshold_for(self, task: Task) -> ThresholdSpec | None:
+        """The decision-threshold rule; raises ModelSpecError when set for a non-binary task."""
+        if self.decision_threshold is not None and task != Task.BINARY:
+            raise ModelSpecError(
+                f"spec {self.name!r}: decision_threshold applies to binary models only, and "
+                f"this contract's task is {task.value} (remove it from the spec)"
+            )
+        return self.decision_threshold
 
     def check_supported(self) -> None:
         """Raise UnsupportedModelError for kinds that cannot be exported to ONNX."""

@@ -43,6 +43,7 @@ from mlops_onprem.quality import QualityResult
 from mlops_onprem.reference_profile import ReferenceProfile
 from mlops_onprem.store.base import ObjectStore
 from mlops_onprem.store.parquet import get_dataframe
+from mlops_onprem.threshold import threshold_of
 from mlops_onprem.window_profile import WindowProfile, WindowProfileError, count_window
 
 REPORT_JSON = "report.json"
@@ -256,18 +257,20 @@ def _probabilities(predictions: pd.DataFrame, contract: Contract) -> np.ndarray 
         dtype=np.float64)
 
 
-def _rows(frame: pd.DataFrame, contract: Contract, y: np.ndarray) -> quality.Rows:
+def _rows(frame: pd.DataFrame, contract: Contract, y: np.ndarray,
+          threshold: float | None) -> quality.Rows:
     return quality.Rows(y, frame["score"].to_numpy(dtype=np.float64),
-                        _probabilities(frame, contract))
+                        _probabilities(frame, contract), threshold)
 
 
-def holdout_rows(eval_frame: pd.DataFrame, contract: Contract) -> quality.Rows:
+def holdout_rows(eval_frame: pd.DataFrame, contract: Contract,
+                 threshold: float | None = None) -> quality.Rows:
     """The model's holdout rows (labels and native scores) as :class:`quality.Rows`."""
     from mlops_onprem.training import encode_labels, native_scores_from_eval
 
     native = native_scores_from_eval(eval_frame)
     return quality.Rows(encode_labels(eval_frame[contract.label_name], contract), native.score,
-                        native.probabilities)
+                        native.probabilities, threshold)
 
 
 def live_quality(
@@ -288,7 +291,9 @@ def live_quality(
     metric, higher = primary.get("name"), primary.get("higher_is_better")
     held = card.get("metrics", {}).get(metric) if metric else None
     task = contract.label.task if contract.label else Task.REGRESSION
-    estimate = _estimate(task, metric, higher, held, predictions, contract, calibration, policy)
+    threshold = threshold_of(card)
+    estimate = _estimate(task, metric, higher, held, predictions, contract, calibration, policy,
+                         threshold)
     if labels.empty or predictions.empty:
         return QualityResult("no_labels", metric, higher, held, None, None, 0, **estimate)
     joined = predictions.merge(labels, on=contract.row_key, how="inner")
@@ -296,11 +301,9 @@ def live_quality(
     if n < policy.min_labelled_rows:
         return QualityResult("insufficient_labels", metric, higher, held, None, None, n, **estimate)
     y_true = encode_labels(joined[contract.label_name], contract)
-    rows = _rows(joined, contract, y_true)
-    arrays = ScoreArrays(score=rows.score, probabilities=rows.probabilities,
-                         label=None if rows.probabilities is None
-                         else rows.probabilities.argmax(axis=1).astype(np.int64))
-    live_metrics = compute_metrics(task, y_true, arrays)
+    rows = _rows(joined, contract, y_true, threshold)
+    live_metrics = compute_metrics(task, y_true, ScoreArrays(
+        score=rows.score, probabilities=rows.probabilities), threshold)
     live = live_metrics.get(metric) if metric else None
     if live is None or held is None or higher is None:
         return QualityResult("insufficient_labels", metric, higher, held, live, None, n,
@@ -320,15 +323,18 @@ def live_quality(
 
 def _estimate(task: Task, metric: str | None, higher: bool | None, held: float | None,
               predictions: pd.DataFrame, contract: Contract, calibration: dict[str, Any] | None,
-              policy: MonitoringPolicy) -> dict[str, Any]:
+              policy: MonitoringPolicy, threshold: float | None) -> dict[str, Any]:
     if calibration is None:
         return {"estimate_note": "no calibration record (model registered before estimates)"}
     if calibration.get("status") == "refused":
         return {"estimated_status": "refused", "estimate_note": calibration.get("reason", "")}
     if predictions.empty:
         return {"estimate_note": "no predictions in the window"}
-    probabilities = quality.apply_calibration(calibration, _probabilities(predictions, contract))
-    estimated = quality.estimate_metrics(task, probabilities)
+    raw = _probabilities(predictions, contract)
+    probabilities = quality.apply_calibration(calibration, raw)
+    estimated = quality.estimate_metrics(
+        task, probabilities, threshold=threshold,
+        decision_scores=None if raw is None or task != Task.BINARY else raw[:, 1])
     value = estimated.get(metric) if metric else None
     note = (f"CBPE on {len(predictions):,} rows; scores {calibration['status']} on "
             f"{calibration['holdout_rows']} holdout rows (ECE {calibration.get('ece_after', 0):.3f})")
@@ -730,7 +736,8 @@ def monitor(
             holdout = None
             if not labels.empty:
                 try:
-                    holdout = holdout_rows(registry.load_eval_frame(store, champion), contract)
+                    holdout = holdout_rows(registry.load_eval_frame(store, champion), contract,
+                                           threshold_of(champion.card))
                 except (MlopsError, KeyError) as exc:
                     window.notes.append(f"holdout rows unavailable, drop judged without an "
                                         f"interval: {exc}")

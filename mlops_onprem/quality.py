@@ -27,6 +27,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from mlops_onprem.contracts import Task
+from mlops_onprem.threshold import predicted_positive
 
 CALIBRATION_TOLERANCE = 0.05
 MIN_CALIBRATION_ROWS = 100
@@ -37,16 +38,22 @@ BOOTSTRAP_MAX_ROWS = 20_000
 
 # --- metrics of one (resampled) set of rows ---------------------------------------------------
 def metric_value(task: Task, metric: str, y: np.ndarray, probabilities: np.ndarray | None,
-                 score: np.ndarray) -> float | None:
-    """One metric (names as in training) from labels and scores; None when undefined."""
+                 score: np.ndarray, threshold: float | None = None) -> float | None:
+    """One metric (names as in training) from labels and scores; None when undefined.
+    Binary accuracy and F1 predict positive at ``threshold`` (the model's decision threshold;
+    None: the most likely class)."""
     task = Task(task)
     if task == Task.REGRESSION:
         error = score - y
         return {"rmse": float(np.sqrt(np.mean(error ** 2))), "mae": float(np.mean(np.abs(error))),
                 "r2": float(skm.r2_score(y, score)) if len(y) > 1 else None}[metric]
-    assert probabilities is not None
+    if probabilities is None:
+        raise ValueError(f"{metric} of a {task.value} model needs class probabilities")
     k = probabilities.shape[1]
-    predicted = probabilities.argmax(axis=1)
+    if task == Task.BINARY and threshold is not None:
+        predicted = predicted_positive(probabilities[:, 1], threshold)
+    else:
+        predicted = probabilities.argmax(axis=1)
     if metric == "accuracy":
         return float(np.mean(predicted == y))
     if metric == "f1":
@@ -72,16 +79,18 @@ class Rows:
     y: np.ndarray
     score: np.ndarray
     probabilities: np.ndarray | None = None
+    threshold: float | None = None  # binary decision threshold (None: most likely class)
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, idx: np.ndarray) -> Rows:
         return Rows(self.y[idx], self.score[idx],
-                    None if self.probabilities is None else self.probabilities[idx])
+                    None if self.probabilities is None else self.probabilities[idx],
+                    self.threshold)
 
     def metric(self, task: Task, metric: str) -> float | None:
-        return metric_value(task, metric, self.y, self.probabilities, self.score)
+        return metric_value(task, metric, self.y, self.probabilities, self.score, self.threshold)
 
 
 def bootstrap_drop(task: Task, metric: str, higher_is_better: bool, live: Rows, holdout: Rows,
@@ -115,13 +124,20 @@ def _expected_auc(p: np.ndarray, score: np.ndarray) -> float | None:
     return float(np.trapezoid(tpr, fpr))
 
 
-def estimate_metrics(task: Task, probabilities: np.ndarray) -> dict[str, float | None]:
+def estimate_metrics(task: Task, probabilities: np.ndarray, *, threshold: float | None = None,
+                     decision_scores: np.ndarray | None = None) -> dict[str, float | None]:
     """Expected accuracy, F1, ROC AUC and log loss of rows whose calibrated class
-    probabilities are ``probabilities`` [n, k] (the predicted class is the most likely one)."""
+    probabilities are ``probabilities`` [n, k]. The predicted class is the most likely one, or
+    for a binary model with a ``threshold`` the rows whose (uncalibrated) ``decision_scores``
+    reach it: the class scoring delivered."""
     task = Task(task)
     proba = np.clip(probabilities / probabilities.sum(axis=1, keepdims=True), 1e-15, 1)
     n, k = proba.shape
-    predicted = proba.argmax(axis=1)
+    if task == Task.BINARY and threshold is not None:
+        raw = proba[:, 1] if decision_scores is None else decision_scores
+        predicted = predicted_positive(raw, threshold)
+    else:
+        predicted = proba.argmax(axis=1)
     chosen = proba[np.arange(n), predicted]
     f1s = []
     for c in (range(1, 2) if task == Task.BINARY else range(k)):

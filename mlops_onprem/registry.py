@@ -58,6 +58,7 @@ from mlops_onprem.reference_profile import (
 )
 from mlops_onprem.store.base import ObjectStore, sha256_bytes
 from mlops_onprem.store.parquet import get_dataframe, put_dataframe
+from mlops_onprem.threshold import threshold_of
 from mlops_onprem.training import (
     EVAL_FILE,
     ONNX_FILE,
@@ -313,9 +314,10 @@ def register_candidate(
         )
     name = candidate.model_name
     version = allocate_version(store, name, run_id=candidate.run_id)
-    onnx_bytes = set_metadata_props(
-        store.get_bytes(candidate.staged[ONNX_FILE]), {META_PREFIX + "model_version": str(version)}
-    )
+    stamps = {META_PREFIX + "model_version": str(version)}
+    if candidate.decision_threshold:  # for consumers reading the ONNX file alone
+        stamps[META_PREFIX + "decision_threshold"] = repr(float(candidate.decision_threshold["value"]))
+    onnx_bytes = set_metadata_props(store.get_bytes(candidate.staged[ONNX_FILE]), stamps)
     files: dict[str, dict[str, Any]] = {}
 
     def put(role: str, filename: str, data: bytes, content_type: str = "application/octet-stream") -> None:
@@ -348,6 +350,7 @@ def register_candidate(
         "spec": candidate.spec,
         "params": candidate.params,
         "metrics": candidate.metrics,
+        "decision_threshold": candidate.decision_threshold,
         "primary_metric": {
             "name": candidate.primary_metric,
             "higher_is_better": HIGHER_IS_BETTER[candidate.primary_metric],
@@ -400,7 +403,8 @@ def evaluate_on(
 
 def score_rows(store: ObjectStore, mv: ModelVersion, eval_frame: pd.DataFrame,
                contract: Contract) -> Rows:
-    """Labels and ``mv``'s ONNX scores of ``eval_frame`` (for paired comparisons).
+    """Labels and ``mv``'s ONNX scores of ``eval_frame`` (for paired comparisons), with the
+    decision threshold its card records (each model judged at its own threshold).
 
     Raises FeatureMismatchError when the model's inputs disagree with ``contract``, and
     ModelError when the contract declares no label.
@@ -413,7 +417,8 @@ def score_rows(store: ObjectStore, mv: ModelVersion, eval_frame: pd.DataFrame,
     y_true = encode_labels(eval_frame[contract.label.name], contract)
     return Rows(y_true, np.asarray(scores.score, dtype=np.float64),
                 None if scores.probabilities is None
-                else np.asarray(scores.probabilities, dtype=np.float64))
+                else np.asarray(scores.probabilities, dtype=np.float64),
+                threshold_of(mv.card))
 
 
 def _move_alias(

@@ -8,7 +8,8 @@ Output columns, in this order::
 
     <row key>        copied from the input (lineage back to the input row)
     score            binary: P(class index 1); multiclass: P(predicted class); regression: value
-    predicted_label  classification only: the predicted class (value from the contract)
+    predicted_label  classification only: the predicted class (value from the contract);
+                     binary: positive where score >= the card's decision threshold
     proba_<class>    multiclass only: one probability column per class
     model_name       lineage: the model that produced the row
     model_version
@@ -49,6 +50,7 @@ from mlops_onprem.onnx_io import (
     run_scores,
 )
 from mlops_onprem.store.base import ObjectStore
+from mlops_onprem.threshold import predicted_positive, threshold_of
 from mlops_onprem.validation import check_arrow_schema
 
 DEFAULT_BATCH_ROWS = 20_000
@@ -190,13 +192,17 @@ def _scored_batch(
     contract: Contract,
     class_values: pa.Array | None,
     lineage: tuple[str, int, str],
+    decision_threshold: float | None,
 ) -> tuple[pa.RecordBatch, np.ndarray]:
-    assert contract.label is not None  # output_schema checked it
-    scores = run_scores(session, build_feeds(batch, contract), contract.label.task)
+    task = contract.label.task if contract.label is not None else Task.REGRESSION
+    scores = run_scores(session, build_feeds(batch, contract), task)
     n = batch.num_rows
     columns: list[pa.Array] = [batch.column(contract.row_key), pa.array(scores.score)]
-    if scores.label is not None and class_values is not None:
-        columns.append(class_values.take(pa.array(scores.label)))
+    labels = scores.label
+    if task == Task.BINARY and decision_threshold is not None:
+        labels = predicted_positive(scores.score, decision_threshold)
+    if labels is not None and class_values is not None:
+        columns.append(class_values.take(pa.array(labels)))
     if contract.label.task == Task.MULTICLASS and scores.probabilities is not None:
         probabilities = np.ascontiguousarray(scores.probabilities, dtype=np.float32)
         columns.extend(pa.array(probabilities[:, k]) for k in range(probabilities.shape[1]))
@@ -220,6 +226,7 @@ def score_parquet_file(
     input_key: str,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     schema_check: Callable[[pa.Schema], None] | None = None,
+    decision_threshold: float | None = None,
 ) -> PartitionResult:
     """Stream-score the Parquet file at ``input_path`` into ``output_path``.
 
@@ -227,7 +234,8 @@ def score_parquet_file(
     writes one output row group per batch (columns: see the module docstring). ``input_key``
     is the object key the file came from (written to every row for lineage).
     ``schema_check`` (e.g. the validation module's Arrow schema check) runs on the file's
-    schema before any row is scored.
+    schema before any row is scored. A binary model's ``predicted_label`` is the positive class
+    where the score reaches ``decision_threshold`` (None: the model's own label output).
 
     Returns a :class:`PartitionResult`. Raises CorruptPartitionError naming ``input_key``
     when the file is not readable Parquet, the ``schema_check``'s DataValidationError,
@@ -281,7 +289,8 @@ def score_parquet_file(
                 ) from exc
             if batch.num_rows == 0:
                 continue
-            scored, score = _scored_batch(batch, schema, session, contract, class_values, lineage)
+            scored, score = _scored_batch(batch, schema, session, contract, class_values, lineage,
+                                          decision_threshold)
             writer.write_batch(scored)
             # evenly spaced sample, aligned on the file's row numbers (deterministic)
             first = (-result.rows) % stride
@@ -317,6 +326,7 @@ class ModelRef:
     version: int
     onnx_key: str
     sha256: str
+    decision_threshold: float | None = None  # binary: predicted_label is 1 at score >= it
 
     @property
     def label(self) -> str:
@@ -421,7 +431,7 @@ def score_object(
         result = score_parquet_file(
             input_path, output_path, session, contract, model_name=model.name,
             model_version=model.version, input_key=partition.key, batch_rows=batch_rows,
-            schema_check=schema_check,
+            schema_check=schema_check, decision_threshold=model.decision_threshold,
         )
         scored = time.perf_counter()
         output_key = keys.prediction_part_key(
@@ -567,6 +577,7 @@ def resolve_scoring_model(
     model = ModelRef(
         name=version.name, version=int(version.version), onnx_key=version.onnx_key,
         sha256=hashlib.sha256(model_bytes).hexdigest(),
+        decision_threshold=threshold_of(version.card),
     )
     session = cached_session(model.sha256, lambda: model_bytes, name=f"{model.label} ({ref})")
     check_session_matches_contract(session, contract)

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.impute import SimpleImputer
@@ -30,10 +29,17 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from mlops_onprem import keys
 from mlops_onprem.contracts import Contract, Dtype, Task
 from mlops_onprem.errors import ModelError
-from mlops_onprem.model_spec import HIGHER_IS_BETTER, ModelSpec
+from mlops_onprem.model_spec import (
+    CLASSIFICATION_METRICS,
+    HIGHER_IS_BETTER,
+    REGRESSION_METRICS,
+    ModelSpec,
+)
 from mlops_onprem.onnx_io import ScoreArrays, build_feeds, feeds_to_frame
+from mlops_onprem.quality import metric_value
 from mlops_onprem.store.base import ObjectInfo, ObjectStore
 from mlops_onprem.store.parquet import get_dataframe
+from mlops_onprem.threshold import ThresholdChoice, choose_threshold
 
 
 class TrainingDataError(ModelError):
@@ -73,6 +79,7 @@ class TrainedModel:
     metrics: dict[str, float | None]
     fit_seconds: float = 0.0
     params: dict[str, Any] = field(default_factory=dict)
+    threshold: ThresholdChoice | None = None  # binary only
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -286,46 +293,24 @@ def native_scores(pipeline: Pipeline, features: pd.DataFrame, task: Task) -> Sco
 
 
 # --- metrics ------------------------------------------------------------------------------
-def compute_metrics(task: Task, y_true: np.ndarray, scores: ScoreArrays) -> dict[str, float | None]:
+def compute_metrics(task: Task, y_true: np.ndarray, scores: ScoreArrays,
+                    threshold: float | None = None) -> dict[str, float | None]:
     """Holdout metrics. Classification: roc_auc (ovr for multiclass), log_loss, f1 (macro for
-    multiclass), accuracy; regression: rmse, mae, r2. A metric that is undefined on this data
-    (e.g. ROC AUC with one class present) is None."""
+    multiclass), accuracy (binary: positive at ``threshold``, None: the most likely class);
+    regression: rmse, mae, r2. A metric undefined on this data (e.g. ROC AUC with one class
+    present) is None. One definition with monitoring: :func:`quality.metric_value`."""
     task = Task(task)
     if task == Task.REGRESSION:
-        pred = scores.score
-        return {
-            "rmse": float(np.sqrt(skm.mean_squared_error(y_true, pred))),
-            "mae": float(skm.mean_absolute_error(y_true, pred)),
-            "r2": float(skm.r2_score(y_true, pred)) if len(y_true) > 1 else None,
-        }
-    if scores.probabilities is None or scores.label is None:
-        raise ModelError("classification metrics need probabilities and labels")
-    probabilities = np.asarray(scores.probabilities, dtype=np.float64)
-    n_classes = probabilities.shape[1]
-    labels = list(range(n_classes))
-    # renormalise: float32 rows may sum to 1 +- 1e-7 and log_loss checks the sum
-    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
-    result: dict[str, float | None] = {
-        "accuracy": float(skm.accuracy_score(y_true, scores.label)),
-        "f1": float(
-            skm.f1_score(y_true, scores.label, average="binary" if task == Task.BINARY else "macro",
-                         labels=None if task == Task.BINARY else labels, zero_division=0)
-        ),
-        "log_loss": float(skm.log_loss(y_true, probabilities, labels=labels)),
-    }
-    if len(np.unique(y_true)) < 2:
-        result["roc_auc"] = None
-    elif task == Task.BINARY:
-        result["roc_auc"] = float(skm.roc_auc_score(y_true, probabilities[:, 1]))
+        names = REGRESSION_METRICS
+        probabilities = None
     else:
-        present = np.unique(y_true)
-        if len(present) < n_classes:
-            result["roc_auc"] = None  # ovr AUC is undefined when a class is absent
-        else:
-            result["roc_auc"] = float(
-                skm.roc_auc_score(y_true, probabilities, multi_class="ovr", labels=labels)
-            )
-    return result
+        if scores.probabilities is None:
+            raise ModelError("classification metrics need class probabilities")
+        names = CLASSIFICATION_METRICS
+        probabilities = np.asarray(scores.probabilities, dtype=np.float64)
+    score = np.asarray(scores.score, dtype=np.float64)
+    return {name: metric_value(task, name, y_true, probabilities, score, threshold)
+            for name in names}
 
 
 def is_better(metric: str, candidate: float, champion: float, margin: float) -> bool:
@@ -369,6 +354,12 @@ def train_model(frame: pd.DataFrame, contract: Contract, spec: ModelSpec) -> Tra
     pipeline.fit(x_train, y_train)
     fit_seconds = time.perf_counter() - started
     scores = native_scores(pipeline, x_holdout, task)
+    threshold = None
+    if task == Task.BINARY:
+        threshold = choose_threshold(spec.threshold_for(task), y_holdout,
+                                     np.asarray(scores.probabilities)[:, 1])
+    else:
+        spec.threshold_for(task)  # a threshold on a non-binary spec is an error
     return TrainedModel(
         pipeline=pipeline,
         spec=spec,
@@ -379,8 +370,10 @@ def train_model(frame: pd.DataFrame, contract: Contract, spec: ModelSpec) -> Tra
         holdout=holdout.reset_index(drop=True),
         y_holdout=y_holdout,
         native_holdout=scores,
-        metrics=compute_metrics(task, y_holdout, scores),
+        metrics=compute_metrics(task, y_holdout, scores,
+                                None if threshold is None else threshold.value),
         fit_seconds=fit_seconds,
+        threshold=threshold,
         params=json.loads(json.dumps(spec.estimator_params(task), default=str)),
     )
 
@@ -430,6 +423,7 @@ class Candidate:
     fit_seconds: float
     export_seconds: float
     staged: dict[str, str]  # file name -> staging key
+    decision_threshold: dict[str, Any] | None = None  # binary: ThresholdChoice.to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -549,6 +543,7 @@ def train_candidate(
         fit_seconds=trained.fit_seconds,
         export_seconds=export_seconds,
         staged=staged,
+        decision_threshold=trained.threshold.to_dict() if trained.threshold else None,
     )
     store.put_json(keys.model_staging_key(model_name, run_id, CANDIDATE_FILE), candidate.to_dict())
     return candidate

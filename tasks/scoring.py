@@ -144,7 +144,8 @@ def score_partition(
     logger = get_run_logger()
     store = open_store()
     contract = dataset_contract(dataset, contract_path)
-    model_ref = ModelRef(**{k: model[k] for k in ("name", "version", "onnx_key", "sha256")})
+    model_ref = ModelRef(**{k: model[k] for k in ("name", "version", "onnx_key", "sha256")},
+                         decision_threshold=model.get("decision_threshold"))
     item = InputPartition(**{k: partition[k] for k in ("key", "etag", "size")})
     try:
         record = score_object(
