@@ -354,12 +354,9 @@ def train_model(frame: pd.DataFrame, contract: Contract, spec: ModelSpec) -> Tra
     pipeline.fit(x_train, y_train)
     fit_seconds = time.perf_counter() - started
     scores = native_scores(pipeline, x_holdout, task)
-    threshold = None
-    if task == Task.BINARY:
-        threshold = choose_threshold(spec.threshold_for(task), y_holdout,
-                                     np.asarray(scores.probabilities)[:, 1])
-    else:
-        spec.threshold_for(task)  # a threshold on a non-binary spec is an error
+    rule = spec.threshold_for(task)  # raises for a threshold on a non-binary spec
+    threshold = (choose_threshold(rule, y_holdout, np.asarray(scores.probabilities)[:, 1])
+                 if task == Task.BINARY else None)
     return TrainedModel(
         pipeline=pipeline,
         spec=spec,
