@@ -3,7 +3,8 @@
 
 Pipeline::
 
-    compute-drift-report -> (drift) emit-drift-event -> send-drift-alert
+    compute-drift-report -> judge-challenger (a shadow challenger, once enough delayed labels
+    pair up: promoted or retired) -> (drift) emit-drift-event -> send-drift-alert
         -> check-new-training-data (no labelled batch version the champion did not train on:
            no retrain, the reason recorded)
         -> claim-retrain (debounced: one per cooldown, none while one runs, one per drift episode)
@@ -28,6 +29,7 @@ from tasks.monitoring import (
     compute_drift_report,
     emit_drift_event,
     finish_retrain_slot,
+    judge_challenger_task,
     read_retrain_outcome,
     retrain_parameters,
     send_drift_alert,
@@ -72,7 +74,8 @@ def monitor_model(
     outcome = {"drift": " - drift", "insufficient_data": " - insufficient data"}
     mark_run(suffix=f"@v{record['model_version']}" + outcome.get(record["decision"], ""),
              tags=[record["decision"]])
-    result: dict[str, Any] = {**record, "event_id": None, "alert": None,
+    challenger = judge_challenger_task(model_name, dataset, policy)
+    result: dict[str, Any] = {**record, "event_id": None, "alert": None, "challenger": challenger,
                               "retrain": {"status": "not_needed"}}
     if not record["drift"]:
         return result
@@ -84,6 +87,11 @@ def monitor_model(
         return result
     if not retrain:
         result["retrain"] = {"status": "disabled"}
+        return result
+    if challenger and challenger["status"] == "promoted":
+        result["retrain"] = {"status": "skipped", "reason": (
+            f"shadow challenger v{challenger['challenger_version']} was promoted in this run; "
+            "the next window monitors it")}
         return result
     # retrain exactly as the champion was made: the spec recorded in its card (an edited YAML
     # changes nothing), its contract path, margin and window

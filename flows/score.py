@@ -6,7 +6,8 @@ Pipeline::
     rules; rejected ones are quarantined and named) -> resolve-scoring-model -> plan-scoring-run
     (batch versions chosen from the ledger) -> score-partition (one per version, fanned out on
     the task runner) -> write-scoring-manifest (last, create-only) -> record-scored-batches
-    -> publish-scoring-summary -> check-scoring-complete -> rejected batches fail the run
+    -> shadow-score-challenger (when a ``challenger`` alias is set: the same batches into
+    ``shadow/<model>/<version>/<run_id>/``, never delivered) -> publish-scoring-summary -> check-scoring-complete -> rejected batches fail the run
 
 Input: batches landed under ``inbox/<dataset>/`` (flat or Hive ``dt=YYYY-MM-DD/``); each
 distinct content is one batch version, scored from its validated copy
@@ -44,6 +45,7 @@ from tasks.scoring import (
     record_scored,
     resolve_model,
     score_partition,
+    shadow_score_challenger,
     write_scoring_manifest,
 )
 
@@ -113,6 +115,10 @@ def score_batch(
         summary = write_scoring_manifest(model, plan["run_id"], plan["partitions"],
                                          allow_failure(scored), started_at=started_at)
         record_scored(dataset, summary["manifest_key"], mode)
+    if plan["partitions"] and summary["status"] == "complete":
+        summary["shadow"] = shadow_score_challenger(
+            dataset, model, summary["manifest_key"], plan["partitions"], batch_rows=batch_rows,
+            ort_threads=ort_threads, contract_path=contract_path)
     summary["rejected"] = gated["rejected"]
     summary["mode"] = mode
     publish_scoring_summary(summary)

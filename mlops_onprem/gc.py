@@ -11,6 +11,9 @@ May go (ages from the policy, :class:`RetentionPolicy`):
                                   ``superseded_runs_days``; any run after
                                   ``predictions_days``; a run prefix without a manifest (a killed
                                   run) after ``staging_hours``
+    shadow/<m>/<v>/<run>/         a shadow challenger's runs: with the rules of scoring runs
+                                  (``predictions_days``; killed: ``staging_hours``), except
+                                  those of the current challenger (the evidence being collected)
     monitoring/<m>/<run>/         reports after ``reports_days``
     monitoring/<m>/profiles/v<v>/<batch>/<run>.json
                                   a batch's cached window counts: with its scoring run (when
@@ -210,6 +213,17 @@ def plan_gc(store: ObjectStore, *, policy: RetentionPolicy | None = None,
                 remove(infos, "scoring run superseded by a rescore")
             elif complete and age > timedelta(days=policy.predictions_days):
                 remove(infos, f"scoring run older than {policy.predictions_days} days")
+        pointer = store.read_pointer(keys.alias_key(model, "challenger"))
+        shadowing = None if pointer is None else pointer.value.get("version")
+        for run_prefix, infos in _groups(list(store.list(keys.shadow_prefix(model))), 4).items():
+            if str(shadowing) == run_prefix.split("/")[2]:
+                continue
+            age = _newest(infos, now)
+            if not any(i.key.endswith("/_shadow.json") for i in infos):
+                if age > timedelta(hours=policy.staging_hours):
+                    remove(infos, "shadow run without _shadow.json (killed)")
+            elif age > timedelta(days=policy.predictions_days):
+                remove(infos, f"shadow run older than {policy.predictions_days} days")
         expire(f"monitoring/{model}/", 3, open_reports | {"profiles"},
                timedelta(days=policy.reports_days),
                f"monitoring report older than {policy.reports_days} days")

@@ -12,10 +12,13 @@ Layout of the bucket::
     validation-scoring/<dataset>/<version>.json        ... and of every scoring-stage batch
     labels/<dataset>/<batch>.parquet                   delayed ground truth, joined on the row key
     models/<name>/<version>/...                        immutable model versions
-    models/<name>/aliases/<alias>.json                 CAS pointer (e.g. champion)
+    models/<name>/aliases/<alias>.json                 CAS pointer (champion, challenger)
     models/<name>/history/<event>.json                 append-only promotion history
     predictions/<model>/<version>/<run>/...            scoring outputs
     predictions/<model>/<version>/<run>/_manifest.json written last: the run is complete
+    shadow/<model>/<version>/<run>/...                 a shadow challenger's predictions of a
+                                                       champion run (never delivered);
+                                                       ``_shadow.json`` written last
     monitoring/<model>/<run>/...                       drift reports (json, md, png)
     models/<name>/staging/<run>/...                    a candidate before it is registered
     control/retrain/<model>.json                       retrain debounce pointer (CAS)
@@ -188,6 +191,27 @@ def scoring_manifest_key(model: str, version: int, run_id: str) -> str:
 
 def predictions_model_prefix(model: str) -> str:
     return join("predictions", validate_name(model, "model name")) + "/"
+
+
+def shadow_prefix(model: str) -> str:
+    return join("shadow", validate_name(model, "model name")) + "/"
+
+
+def shadow_model_prefix(model: str, version: int) -> str:
+    """A shadow challenger's predictions (never delivered): ``shadow/<model>/<version>/``."""
+    return shadow_prefix(model) + str(int(version)) + "/"
+
+
+def shadow_run_prefix(model: str, version: int, run_id: str) -> str:
+    return shadow_model_prefix(model, version) + validate_name(run_id, "run id") + "/"
+
+
+def shadow_part_key(model: str, version: int, run_id: str, part_name: str) -> str:
+    return shadow_run_prefix(model, version, run_id) + validate_name(part_name, "part name")
+
+
+def shadow_manifest_key(model: str, version: int, run_id: str) -> str:
+    return shadow_run_prefix(model, version, run_id) + "_shadow.json"
 
 
 # --- monitoring ---------------------------------------------------------------------------

@@ -121,8 +121,29 @@ def _threshold_lines(record: dict[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
-def render_card_markdown(card: dict[str, Any]) -> str:
-    """The human-readable model card for ``card.json``'s content."""
+def _decision_lines(decisions: list[dict[str, Any]]) -> list[str]:
+    """The registry's decisions about this version (history events naming it)."""
+    if not decisions:
+        return []
+    lines = ["## Promotion decisions", "",
+             "| when | action | vs champion | metric | this version | champion | rows | "
+             "improvement [interval] | reason |", "|---|---|---|---|---|---|---|---|---|"]
+    for d in decisions:
+        interval = d.get("interval")
+        lines.append(
+            f"| {d.get('decided_at', '')[:19]} | {d.get('action')} | "
+            f"{'-' if d.get('champion_version') is None else 'v' + str(d['champion_version'])} | "
+            f"{d.get('metric') or '-'} | {_fmt(d.get('candidate_score'))} | "
+            f"{_fmt(d.get('champion_score'))} | {d.get('eval_rows') or '-'} | "
+            f"{_fmt(d.get('improvement'))}"
+            + (f" [{_fmt(interval[0])}, {_fmt(interval[1])}]" if interval else "")
+            + f" | {str(d.get('reason', '')).replace('|', '/')[:400]} |")
+    return lines + [""]
+
+
+def render_card_markdown(card: dict[str, Any], decisions: list[dict[str, Any]] | None = None) -> str:
+    """The human-readable model card for ``card.json``'s content, plus the registry's
+    ``decisions`` about the version when given (both models' metrics on the same rows)."""
     data = card.get("data", {})
     contract = card.get("contract", {})
     lineage = card.get("lineage", {})
@@ -143,6 +164,7 @@ def render_card_markdown(card: dict[str, Any]) -> str:
         metrics_table(card.get("metrics", {}), primary),
         "",
         *_threshold_lines(card.get("decision_threshold")),
+        *_decision_lines(decisions or []),
         "## Data",
         "",
         f"- rows: {data.get('rows')} (train {data.get('train_rows')}, holdout {data.get('holdout_rows')})",

@@ -89,6 +89,12 @@ class MonitoringPolicy(BaseModel):
         default_factory=lambda: list(ALL_SIGNALS), description="Signals that can alarm.")
     retrain_on: list[Signal] = Field(
         default_factory=lambda: list(ALL_SIGNALS), description="Alarms that trigger a retrain.")
+    challenger_min_labelled_rows: int = Field(
+        default=300, ge=30,
+        description="Labelled rows both models scored before a shadow challenger is judged (once).")
+    challenger_alpha: float = Field(
+        default=0.05, gt=0, lt=0.5,
+        description="A shadow challenger is promoted when its gain is significant at this level.")
 
 
 # --- the window ----------------------------------------------------------------------------

@@ -221,6 +221,11 @@ def history(store: ObjectStore, name: str) -> list[dict[str, Any]]:
     return [store.get_json(info.key) for info in store.list(keys.history_prefix(name))]
 
 
+def decisions_about(store: ObjectStore, name: str, version: int) -> list[dict[str, Any]]:
+    """The history events deciding about ``version`` (gate, shadow test, rollback), oldest first."""
+    return [e for e in history(store, name) if e.get("candidate_version") == version]
+
+
 def _append_history(store: ObjectStore, name: str, event: dict[str, Any]) -> str:
     event_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:8]
     key = keys.history_key(name, event_id)

@@ -402,8 +402,10 @@ def score_object(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     intra_op_threads: int = 1,
     schema_check: Callable[[pa.Schema], None] | None = None,
+    part_key: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
-    """Score one input object into its deterministic part key under the run prefix.
+    """Score one input object into its deterministic part key under the run prefix
+    (``part_key(part_name)`` chooses another key, e.g. a shadow challenger's).
 
     Downloads the partition to ``scratch_dir`` (streamed; removed afterwards), scores it
     with the process-wide cached session, uploads the part and returns a small record:
@@ -434,9 +436,9 @@ def score_object(
             schema_check=schema_check, decision_threshold=model.decision_threshold,
         )
         scored = time.perf_counter()
-        output_key = keys.prediction_part_key(
-            model.name, model.version, run_id, part_name_for(partition.key, partition.etag)
-        )
+        part_name = part_name_for(partition.key, partition.etag)
+        output_key = (part_key(part_name) if part_key is not None else
+                      keys.prediction_part_key(model.name, model.version, run_id, part_name))
         output = store.put_file(
             output_key, output_path, content_type="application/vnd.apache.parquet",
             metadata={"rows": str(result.rows)},
@@ -543,6 +545,13 @@ def scoring_summary_markdown(summary: dict[str, Any], distribution: dict[str, An
         "|" + "---|" * len(distribution),
         "| " + " | ".join(_fmt(v) for v in distribution.values()) + " |",
     ]
+    shadow = summary.get("shadow")
+    if shadow:
+        lines += ["", "## Shadow challenger (not delivered)", "",
+                  f"{shadow['status']}: {shadow.get('reason') or ''}".rstrip(": ")
+                  + (f" v{shadow['challenger_version']} scored {shadow['rows']:,} rows into "
+                     f"`{shadow['manifest_key']}` ({shadow['failed']} partition(s) failed)."
+                     if shadow["status"] == "scored" else "")]
     if summary.get("inputs"):
         lines += ["", "## Batches scored", "", "| landed as | batch version | rows |", "|---|---|---|"]
         lines += [f"| `{i['source_key']}` | `{i['version']}` | {i['rows']:,} |"

@@ -15,6 +15,7 @@ from prefect.events import emit_event
 
 from mlops_onprem import keys, ledger, registry
 from mlops_onprem.alerts import drift_alert, retrain_alert, send_alert
+from mlops_onprem.challenger import judge_challenger
 from mlops_onprem.errors import StoreUnavailableError
 from mlops_onprem.monitoring import (
     DECISION_INSUFFICIENT,
@@ -34,6 +35,7 @@ from mlops_onprem.retrain_control import (
 )
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store import open_store
+from tasks.registry import emit_promoted
 from tasks.training import artifact_key
 
 DRIFT_EVENT = "mlops.drift.detected"
@@ -254,3 +256,46 @@ def send_retrain_alert(model_name: str, outcome: dict[str, Any]) -> dict[str, An
     failed = "error" in outcome
     notify_type = "failure" if failed else ("success" if outcome.get("promoted") else "info")
     return send_alert(get_settings().alert_urls, title, body, notify_type=notify_type).to_dict()
+
+
+def challenger_markdown(report: dict[str, Any]) -> str:
+    """The shadow challenger's standing, as the Prefect UI shows it."""
+    def fmt(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
+
+    interval = report.get("interval")
+    return "\n".join([
+        f"# Shadow challenger of {report['model_name']}: {report['status']}", "",
+        f"| | version | {fmt(report['metric'])} on the same labelled rows |", "|---|---|---|",
+        f"| challenger | v{fmt(report['challenger_version'])} | {fmt(report['challenger_score'])} |",
+        f"| champion | v{fmt(report['champion_version'])} | {fmt(report['champion_score'])} |", "",
+        f"{report['labelled_rows']} of {report['min_rows']} labelled rows needed (fixed-sample "
+        f"test, decided once; {report['shadow_runs']} shadow run(s), {report['shadow_rows']} rows "
+        f"shadow-scored). Alpha {report['alpha']}, margin {report['margin']}"
+        + (f", improvement {fmt(report['improvement'])}, paired bootstrap interval "
+           f"[{fmt(interval[0])}, {fmt(interval[1])}]" if interval else "") + ".", "",
+        f"Reason: {report['reason']}",
+    ] + (["", f"History event: `{report['event_key']}`"] if report.get("event_key") else []))
+
+
+@task(name="judge-challenger", cache_policy=NONE, retries=2, retry_delay_seconds=[5, 30],
+      retry_condition_fn=_store_unavailable)
+def judge_challenger_task(model_name: str, dataset: str,
+                          policy: MonitoringPolicy | None = None) -> dict[str, Any] | None:
+    """Judge the shadow challenger on the delayed labels both models' predictions have; promote
+    or retire it once enough pair up (:mod:`mlops_onprem.challenger`). None without one."""
+    policy = policy or MonitoringPolicy()
+    report = judge_challenger(open_store(), model_name, dataset,
+                              min_rows=policy.challenger_min_labelled_rows,
+                              alpha=policy.challenger_alpha).to_dict()
+    if report["status"] == "none":
+        return None
+    create_markdown_artifact(markdown=challenger_markdown(report),
+                             key=artifact_key("challenger", model_name),
+                             description=f"Shadow challenger of {model_name}: {report['status']}")
+    get_run_logger().info("shadow challenger of %s: %s (%s)", model_name, report["status"],
+                          report["reason"])
+    if report["status"] == "promoted":
+        emit_promoted({**report, "action": "promoted", "candidate_version":
+                       report["challenger_version"], "candidate_score": report["challenger_score"]})
+    return report

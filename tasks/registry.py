@@ -12,7 +12,12 @@ from prefect.events import emit_event
 from mlops_onprem import keys
 from mlops_onprem.model_card import render_card_markdown
 from mlops_onprem.onnx_export import ParityResult
-from mlops_onprem.registry import promote_if_better, register_candidate
+from mlops_onprem.registry import (
+    decisions_about,
+    get_version,
+    promote_if_better,
+    register_candidate,
+)
 from mlops_onprem.store import open_store
 from mlops_onprem.training import Candidate
 from tasks.training import artifact_key
@@ -79,29 +84,44 @@ def decision_markdown(decision: dict[str, Any]) -> str:
     ])
 
 
+def emit_promoted(decision: dict[str, Any]) -> str | None:
+    """Emit ``mlops.model.promoted`` for a champion move (gate, shadow challenger, rollback)."""
+    event = emit_event(
+        event=PROMOTED_EVENT,
+        resource={"prefect.resource.id": f"mlops.model.{decision['model_name']}",
+                  "prefect.resource.name": decision["model_name"]},
+        payload={k: decision.get(k) for k in (
+            "model_name", "action", "candidate_version", "champion_version", "metric",
+            "candidate_score", "champion_score", "reason", "event_key")},
+    )
+    return None if event is None else str(event.id)
+
+
 @task(name="promote-if-better", cache_policy=NONE)
 def promote_model_task(model_name: str, version: int, margin: float = 0.0) -> dict[str, Any]:
     """Run the promotion gate; a kept champion is a normal outcome here (returned, not raised).
 
     Raises PromotionConflictError when another promotion won the race meanwhile.
+    Publishes the decision and the model card again, now with the decision in it.
     """
+    store = open_store()
     decision = promote_if_better(
-        open_store(), model_name, version, margin=margin, raise_on_reject=False
+        store, model_name, version, margin=margin, raise_on_reject=False
     ).to_dict()
     create_markdown_artifact(
         markdown=decision_markdown(decision),
         key=artifact_key("promotion", model_name),
         description=f"Promotion decision for {model_name} v{version}",
     )
+    create_markdown_artifact(
+        markdown=render_card_markdown(get_version(store, model_name, version).card,
+                                      decisions_about(store, model_name, version))
+        + f"\n\nCard: `{keys.model_card_key(model_name, version)}`\n",
+        key=artifact_key("model-card", model_name),
+        description=f"Model card of {model_name} v{version} with its promotion decision",
+    )
     get_run_logger().info("promotion of %s v%d: %s (%s)", model_name, version,
                           decision["action"], decision["reason"])
     if decision["promoted"]:
-        emit_event(
-            event=PROMOTED_EVENT,
-            resource={"prefect.resource.id": f"mlops.model.{model_name}",
-                      "prefect.resource.name": model_name},
-            payload={k: decision.get(k) for k in (
-                "model_name", "candidate_version", "champion_version", "metric",
-                "candidate_score", "champion_score", "reason", "event_key")},
-        )
+        emit_promoted(decision)
     return decision

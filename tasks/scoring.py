@@ -17,7 +17,8 @@ from prefect.cache_policies import NONE
 from prefect.logging import get_run_logger
 
 from mlops_onprem import ledger
-from mlops_onprem.errors import DataValidationError, StoreUnavailableError
+from mlops_onprem.challenger import challenger_version, shadow_score
+from mlops_onprem.errors import DataValidationError, ModelError, StoreUnavailableError
 from mlops_onprem.manifest import (
     STATUS_COMPLETE,
     ScoringManifest,
@@ -262,3 +263,37 @@ def publish_scoring_summary(summary: dict[str, Any]) -> str:
 def check_scoring_complete(summary: dict[str, Any]) -> None:
     """Gate: fail naming every partition that could not be scored (after the manifest)."""
     raise_if_failed(summary)
+
+
+@task(name="shadow-score-challenger", **_IO_RETRIES)
+def shadow_score_challenger(
+    dataset: str, champion: dict[str, Any], manifest_key: str, partitions: list[dict[str, Any]],
+    batch_rows: int = DEFAULT_BATCH_ROWS, ort_threads: int = 1, contract_path: str | None = None,
+) -> dict[str, Any] | None:
+    """Score the run's batches with the model's ``challenger`` too, into ``shadow/...`` (never
+    delivered; :mod:`mlops_onprem.challenger`). None when no challenger is set. A challenger
+    that cannot score is logged and skipped: the champion's delivery never depends on it."""
+    store, logger = open_store(), get_run_logger()
+    version = challenger_version(store, champion["name"])
+    if version is None:
+        return None
+    if version == champion["version"]:
+        return {"status": "skipped", "challenger_version": version,
+                "reason": f"challenger v{version} is the champion"}
+    contract = dataset_contract(dataset, contract_path)
+    try:
+        model = resolve_scoring_model(store, champion["name"], str(version), contract)
+    except ModelError as exc:  # FeatureMismatchError, ModelNotFoundError, integrity
+        logger.warning("shadow challenger v%d not scored: %s", version, exc)
+        return {"status": "skipped", "challenger_version": version, "reason": str(exc)}
+    manifest = shadow_score(
+        store, partitions, model, contract, champion_manifest_key=manifest_key,
+        scratch_dir=get_settings().scratch_dir / "shadow", batch_rows=batch_rows,
+        ort_threads=ort_threads)
+    for failure in manifest["failed"]:
+        logger.warning("shadow challenger v%d failed on %s: %s", version, failure["key"],
+                       failure["error"])
+    logger.info("shadow challenger v%d scored %d rows (%s)", version, manifest["rows"],
+                manifest["key"])
+    return {"status": "scored", "challenger_version": version, "rows": manifest["rows"],
+            "failed": len(manifest["failed"]), "manifest_key": manifest["key"]}

@@ -76,3 +76,31 @@ def test_estimates_are_refused_with_a_reason_when_they_cannot_be_founded():
     assert noise["status"] == "refused" and "miscalibrated" in noise["reason"]
     regression = check_calibration(Task.REGRESSION, np.zeros(0), np.zeros((0, 1)))
     assert "not supported for regression" in regression["reason"]
+
+
+def test_binary_metrics_in_numpy_equal_scikit_learns_ties_and_extremes_included():
+    """quality computes binary ROC AUC, F1 and log loss itself (bootstrap speed); the values
+    must be scikit-learn's on random, tied and 0/1 probabilities."""
+    from sklearn import metrics as skm
+
+    from mlops_onprem.contracts import Task
+    from mlops_onprem.quality import metric_value
+
+    rng = np.random.default_rng(1)
+    for trial in range(60):
+        n = int(rng.integers(5, 300))
+        y = rng.integers(0, 2, n)
+        p = rng.random(n)
+        if trial % 3 == 0:
+            p = np.round(p, 1)  # ties
+        if trial % 5 == 0:
+            p[: n // 3] = 0.0  # certain, and sometimes wrong
+        probabilities = np.column_stack([1 - p, p])
+        predicted = (p >= 0.5).astype(int)
+        if len(np.unique(y)) == 2:
+            assert metric_value(Task.BINARY, "roc_auc", y, probabilities, p, 0.5) == \
+                pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+        assert metric_value(Task.BINARY, "f1", y, probabilities, p, 0.5) == \
+            pytest.approx(skm.f1_score(y, predicted, zero_division=0), abs=1e-12)
+        assert metric_value(Task.BINARY, "log_loss", y, probabilities, p, 0.5) == \
+            pytest.approx(skm.log_loss(y, probabilities, labels=[0, 1]), rel=1e-9)
