@@ -3,6 +3,8 @@
     generate data -> validate (one bad batch is quarantined) -> train -> export -> register
     -> score -> monitor (clean period: no drift, no retrain)
     -> drift arrives -> score -> monitor -> drift detected -> alert -> retrain -> promotion gate
+    -> the model that is not champion becomes the shadow challenger -> a new batch is scored by
+       both -> its labels arrive -> monitor judges the challenger (promoted or retired)
 
 Runs against the local-directory store (``MLOPS_DATA_DIR``, default ``.mlops-data``) and
 Prefect's local database (``PREFECT_HOME``); ``make ui`` shows every run afterwards.
@@ -24,6 +26,7 @@ from flows.pipeline import run_pipeline
 from flows.score import score_batch
 from mlops_onprem.settings import get_settings
 from tasks.landing import land_synthetic_batch
+from tasks.registry import set_shadow_challenger
 
 
 @flow(name="closed-loop-demo")
@@ -55,8 +58,19 @@ def closed_loop_demo(
     ingest_batch(dataset)  # what the 01:00 ingest deployment does: batches and labels
     drifted_scoring = score_batch(dataset=dataset, model_name=model_name)  # only the new batch
     drifted = monitor_model(model_name=model_name, dataset=dataset, window_batches=1, retrain=True)
+
+    # a shadow challenger: the other model scores the next batch beside the champion (not
+    # delivered) and is judged on that batch's labels when monitoring sees them
+    set_shadow_challenger(model_name, reason="demo: the model that is not champion, in the shadow")
+    land_synthetic_batch(
+        dataset, "score-003-drifted", rows=rows, seed=302, start_row=40 * rows, for_scoring=True,
+        covariate_shift=covariate_shift, concept_shift=concept_shift)
+    shadow_scoring = score_batch(dataset=dataset, model_name=model_name)
+    ingest_batch(dataset)  # registers the batch's labels (landed with it in this demo)
+    shadow = monitor_model(model_name=model_name, dataset=dataset, window_batches=1, retrain=False)
     return {"pipeline": first, "clean_monitoring": clean, "drifted_scoring": drifted_scoring,
-            "drifted_monitoring": drifted}
+            "drifted_monitoring": drifted, "shadow_scoring": shadow_scoring,
+            "shadow_monitoring": shadow}
 
 
 def render_summary(result: dict[str, Any], seconds: float, location: str) -> str:
@@ -84,7 +98,13 @@ def render_summary(result: dict[str, Any], seconds: float, location: str) -> str
                      f"{retrain.get('version')}, promoted: {retrain.get('promoted')}")
         if retrain.get("decision"):
             lines.append(f"promotion decision    : {retrain['decision'].get('reason')}")
+    shadow = (result.get("shadow_monitoring") or {}).get("challenger")
+    if shadow:
+        lines.append(f"shadow challenger     : v{shadow['challenger_version']} {shadow['status']} "
+                     f"({shadow['reason']})")
     lines += [f"outputs               : {location}",
+              "the challenger        : mlops models list demo; mlops models show demo "
+              + (str(shadow["challenger_version"]) if shadow else "champion"),
               "inspect the runs      : make ui  (then open http://127.0.0.1:4200)", ""]
     return "\n".join(lines)
 

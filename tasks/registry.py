@@ -10,11 +10,15 @@ from prefect.cache_policies import NONE
 from prefect.events import emit_event
 
 from mlops_onprem import keys
+from mlops_onprem.challenger import set_challenger
 from mlops_onprem.model_card import render_card_markdown
 from mlops_onprem.onnx_export import ParityResult
 from mlops_onprem.registry import (
+    ModelNotFoundError,
+    champion_version,
     decisions_about,
     get_version,
+    list_versions,
     promote_if_better,
     register_candidate,
 )
@@ -125,3 +129,20 @@ def promote_model_task(model_name: str, version: int, margin: float = 0.0) -> di
     if decision["promoted"]:
         emit_promoted(decision)
     return decision
+
+
+@task(name="set-shadow-challenger", cache_policy=NONE)
+def set_shadow_challenger(model_name: str, version: int | None = None, reason: str = "") -> dict[str, Any]:
+    """Deploy ``version`` (default: the newest version that is not the champion) as the shadow
+    challenger; returns the history event. Raises ChallengerError / ModelNotFoundError."""
+    store = open_store()
+    if version is None:
+        champion = champion_version(store, model_name)
+        others = [mv.version for mv in list_versions(store, model_name) if mv.version != champion]
+        if not others:
+            raise ModelNotFoundError(f"model {model_name!r} has no version besides the champion")
+        version = others[-1]
+    event = set_challenger(store, model_name, version, reason=reason)
+    get_run_logger().info("v%d of %s is now the shadow challenger of champion v%d", version,
+                          model_name, event["champion_version"])
+    return event

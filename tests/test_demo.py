@@ -59,6 +59,14 @@ def test_closed_loop_demo_runs_end_to_end_without_leaving_loopback(local_env):
     assert mlops_main(["gc", "--dry-run"]) == 0
     part = result["drifted_scoring"]["output_keys"][0]
     assert mlops_main(["lineage", part, "--json"]) == 0
+    # the shadow challenger scored the next batch apart and was judged on its labels
+    shadow_run = result["shadow_scoring"]
+    assert shadow_run["model_version"] == (2 if drifted["retrain"]["promoted"] else 1)
+    assert shadow_run["shadow"]["status"] == "scored" and shadow_run["shadow"]["rows"] == 1500
+    verdict = result["shadow_monitoring"]["challenger"]
+    assert verdict["status"] in ("promoted", "retired") and verdict["labelled_rows"] == 1500, verdict
+    assert mlops_main(["models", "challenger", "status", "demo"]) == 0
     summary = render_summary(result, 1.0, store.location)
+    assert f"shadow challenger     : v{verdict['challenger_version']} {verdict['status']}" in summary
     assert "quarantined batches   : incoming/demo/train-bad.parquet (corrupt on purpose)" in summary
     assert "retrain               : triggered -> version 2" in summary
