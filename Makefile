@@ -32,6 +32,7 @@ demo: venv
 	$(PY) -m flows.demo
 
 test: venv
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 test-ui: venv
