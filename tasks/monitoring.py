@@ -14,7 +14,7 @@ from prefect.cache_policies import NONE
 from prefect.events import emit_event
 
 from mlops_onprem import keys, ledger, registry
-from mlops_onprem.alerts import drift_alert, retrain_alert, send_alert
+from mlops_onprem.alerts import AlertResult, drift_alert, retrain_alert, send_alert
 from mlops_onprem.challenger import judge_challenger
 from mlops_onprem.errors import StoreUnavailableError
 from mlops_onprem.monitoring import (
@@ -145,6 +145,27 @@ def emit_drift_event(record: dict[str, Any]) -> str | None:
     return str(event.id) if event is not None else None
 
 
+def report_delivery(result: AlertResult, model_name: str, what: str) -> dict[str, Any]:
+    """Log the delivery; a failed one is a WARNING and a ``alert-delivery-<model>`` artifact
+    (URLs named by position only: they carry tokens)."""
+    logger = get_run_logger()
+    if result.ok:
+        logger.info("%s alert delivered to %d/%d URL(s)", what, result.delivered, result.attempted)
+        return result.to_dict()
+    positions = ", ".join(str(p) for p in result.failed_positions)
+    logger.warning("%s alert NOT delivered to %d of %d URL(s) (position(s) %s of "
+                   "MLOPS_ALERT_URLS); nobody may have been told", what,
+                   result.attempted - result.delivered, result.attempted, positions)
+    create_markdown_artifact(
+        key=artifact_key("alert-delivery", model_name),
+        description=f"{what} alert of {model_name}: delivery failed",
+        markdown=(f"# {what.capitalize()} alert of {model_name}: delivery FAILED\n\n"
+                  f"Delivered to {result.delivered} of {result.attempted} URL(s); failed: "
+                  f"position(s) {positions} of `MLOPS_ALERT_URLS` (values are never shown: they "
+                  f"carry tokens). Alert title: {result.title}\n"))
+    return result.to_dict()
+
+
 @task(name="send-drift-alert", cache_policy=NONE)
 def send_drift_alert(record: dict[str, Any]) -> dict[str, Any]:
     """Alert the configured apprise URLs about a drift decision (counts only in the result)."""
@@ -155,8 +176,7 @@ def send_drift_alert(record: dict[str, Any]) -> dict[str, Any]:
         report_key=record["report_key"] or "n/a",
     )
     result = send_alert(get_settings().alert_urls, title, body, notify_type="warning")
-    get_run_logger().info("drift alert delivered to %d/%d URL(s)", result.delivered, result.attempted)
-    return result.to_dict()
+    return report_delivery(result, record["model_name"], "drift")
 
 
 @task(name="claim-retrain", cache_policy=NONE)
@@ -255,7 +275,8 @@ def send_retrain_alert(model_name: str, outcome: dict[str, Any]) -> dict[str, An
     title, body = retrain_alert(model_name=model_name, outcome=outcome)
     failed = "error" in outcome
     notify_type = "failure" if failed else ("success" if outcome.get("promoted") else "info")
-    return send_alert(get_settings().alert_urls, title, body, notify_type=notify_type).to_dict()
+    result = send_alert(get_settings().alert_urls, title, body, notify_type=notify_type)
+    return report_delivery(result, model_name, "retrain")
 
 
 def challenger_markdown(report: dict[str, Any]) -> str:
