@@ -60,4 +60,4 @@ lock: venv
 		--no-emit-index-url -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .mlops-data .prefect .pytest_cache bench/results/*.json
+	rm -rf $(VENV) .mlops-demo .prefect .pytest_cache bench/results/*.json

@@ -6,13 +6,17 @@
     -> the model that is not champion becomes the shadow challenger -> a new batch is scored by
        both -> its labels arrive -> monitor judges the challenger (promoted or retired)
 
-Runs against the local-directory store (``MLOPS_DATA_DIR``, default ``.mlops-data``) and
-Prefect's local database (``PREFECT_HOME``); ``make ui`` shows every run afterwards.
+Runs against its own local-directory store, ``.mlops-demo/`` (never the embedded default
+``.mlops-data/`` that real embedded use writes to), and Prefect's local database
+(``PREFECT_HOME``); ``make ui`` shows every run afterwards. It starts from an empty store each
+time, but only wipes a directory it created itself (a marker file says so): pointed at another
+store (``MLOPS_DATA_DIR``) it refuses unless ``--keep`` adds to it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -102,11 +106,37 @@ def render_summary(result: dict[str, Any], seconds: float, location: str) -> str
     if shadow:
         lines.append(f"shadow challenger     : v{shadow['challenger_version']} {shadow['status']} "
                      f"({shadow['reason']})")
+    data_dir = get_settings().data_dir
     lines += [f"outputs               : {location}",
-              "the challenger        : mlops models list demo; mlops models show demo "
+              f"the models            : MLOPS_DATA_DIR={data_dir} mlops models list demo; "
+              f"MLOPS_DATA_DIR={data_dir} mlops models show demo "
               + (str(shadow["challenger_version"]) if shadow else "champion"),
               "inspect the runs      : make ui  (then open http://127.0.0.1:4200)", ""]
     return "\n".join(lines)
+
+
+DEMO_DATA_DIR = ".mlops-demo"
+DEMO_MARKER = ".created-by-mlops-demo"  # only a directory holding it is ever wiped
+
+
+def prepare_demo_store(keep: bool) -> str | None:
+    """Point the demo at its own store and empty it; returns an error message instead of
+    touching a store the demo did not create."""
+    os.environ.setdefault("MLOPS_DATA_DIR", DEMO_DATA_DIR)
+    get_settings.cache_clear()
+    settings = get_settings()
+    if settings.uses_s3 or keep:
+        return None
+    marker = settings.data_dir / DEMO_MARKER
+    if settings.local_store_dir.exists() and any(settings.local_store_dir.iterdir()) \
+            and not marker.exists():
+        return (f"{settings.local_store_dir} holds a store the demo did not create; the demo "
+                "never wipes it: run with --keep to add the demo to it, or unset MLOPS_DATA_DIR "
+                f"(the demo then uses {DEMO_DATA_DIR}/)")
+    shutil.rmtree(settings.local_store_dir, ignore_errors=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text("created by `make demo`; the demo empties this store on every run\n")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,9 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the existing local store (default: start fresh)")
     parser.add_argument("--rows", type=int, default=4000, help="rows per synthetic batch")
     args = parser.parse_args(argv)
+    refused = prepare_demo_store(args.keep)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     settings = get_settings()
-    if not settings.uses_s3 and not args.keep and settings.local_store_dir.exists():
-        shutil.rmtree(settings.local_store_dir)
     from mlops_onprem.store import open_store
 
     location = open_store(settings).location

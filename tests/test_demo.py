@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,31 @@ def test_closed_loop_demo_runs_end_to_end_without_leaving_loopback(local_env):
     assert f"shadow challenger     : v{verdict['challenger_version']} {verdict['status']}" in summary
     assert "quarantined batches   : incoming/demo/train-bad.parquet (corrupt on purpose)" in summary
     assert "retrain               : triggered -> version 2" in summary
+
+
+def test_the_demo_uses_its_own_store_and_never_wipes_one_it_did_not_create(tmp_path, monkeypatch):
+    from flows.demo import DEMO_DATA_DIR, prepare_demo_store
+    from mlops_onprem.settings import get_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLOPS_DATA_DIR", raising=False)
+    for name in [n for n in os.environ if n.startswith("MLOPS_S3_")]:
+        monkeypatch.delenv(name)
+    try:
+        assert prepare_demo_store(keep=False) is None
+        assert get_settings().data_dir == Path(DEMO_DATA_DIR)  # not the embedded default
+        leftover = tmp_path / DEMO_DATA_DIR / "store" / "old.json"
+        leftover.parent.mkdir(parents=True)
+        leftover.write_text("{}")
+        assert prepare_demo_store(keep=False) is None and not leftover.exists()  # its own: wiped
+
+        real = tmp_path / "real" / "store" / "models" / "card.json"
+        real.parent.mkdir(parents=True)
+        real.write_text("{}")
+        monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path / "real"))
+        refused = prepare_demo_store(keep=False)
+        assert refused and "did not create" in refused and str(tmp_path / "real") in refused
+        assert real.exists()
+        assert prepare_demo_store(keep=True) is None and real.exists()
+    finally:
+        get_settings.cache_clear()
