@@ -1,7 +1,12 @@
-"""Keep data in the building: switch off every third-party telemetry channel we know of.
+"""Process-wide defaults the kit sets before Prefect or Great Expectations read their settings
+(``import mlops_onprem``, ``flows`` or ``tasks`` applies them), so ``python -m flows.<x>``, the
+CLI and a user's own flow behave like ``make``; an operator can still override each one in the
+environment:
 
-Set as process-wide defaults before Prefect or Great Expectations read their settings;
-an operator can still override each one explicitly in the environment.
+- every third-party telemetry channel we know of: off (data stays in the building);
+- the embedded (ephemeral) Prefect API server may take 120 s to start instead of Prefect's 20 s
+  (a busy 2-core host takes longer, and the run then failed with "Timed out while attempting to
+  connect to ephemeral Prefect API server").
 """
 
 import os
@@ -18,7 +23,13 @@ TELEMETRY_OFF: dict[str, str] = {
 }
 
 
+PREFECT_DEFAULTS: dict[str, str] = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
+
+
 def disable_third_party_telemetry() -> None:
-    """Set every known telemetry switch to 'off' unless the operator set it already."""
-    for name, value in TELEMETRY_OFF.items():
+    """Set every known telemetry switch to 'off' and the Prefect defaults above, unless the
+    operator set them already."""
+    for name, value in {**TELEMETRY_OFF, **PREFECT_DEFAULTS}.items():
         os.environ.setdefault(name, value)

@@ -33,6 +33,25 @@ def test_third_party_telemetry_is_switched_off_for_this_process_and_its_children
     assert get_current_settings().server.analytics_enabled is False
 
 
+def test_a_flow_run_outside_make_gets_the_kits_prefect_defaults():
+    """``python -m flows.<x>`` without the Makefile's environment: importing a flow applies the
+    kit's defaults before Prefect reads its settings (the ephemeral server's 120 s start)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "DO_NOT_TRACK",
+                        "PREFECT_SERVER_ANALYTICS_ENABLED")}
+    probe = ("import flows.train\n"
+             "from prefect.settings import get_current_settings\n"
+             "s = get_current_settings()\n"
+             "print(s.server.ephemeral.startup_timeout_seconds, s.server.analytics_enabled)")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["120", "False"], out.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.allow_hosts(["127.0.0.1", "::1"])
 def test_closed_loop_demo_runs_end_to_end_without_leaving_loopback(local_env):
