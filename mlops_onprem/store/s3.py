@@ -4,16 +4,27 @@ Timeouts and bounded retries are configured on the HTTP client (the SDK's defaul
 Compare-and-swap pointers use conditional PUTs (``If-None-Match: *`` / ``If-Match: <etag>``),
 sent through the SDK's low-level PUT because ``put_object`` cannot send them; the server's
 support is probed once per store and CAS is refused when the server ignores the headers.
+
+A conditional PUT is never retried by the HTTP layer (only failed connects, where nothing was
+sent): a write that committed but lost its response would come back as 412 and be reported as
+a lost race. Each pointer write carries a writer nonce in user metadata (``x-amz-meta-`` +
+``WRITER_META``; the JSON document is unchanged); after a 412 or a transport error the pointer
+is re-read, and if it holds this write's nonce the write is reported as won.
+
+Errors carry the HTTP status, the S3 error code and a bounded, sanitized excerpt of the reply
+(:func:`reply_excerpt`): never request headers, credentials or signatures.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from xml.etree.ElementTree import ParseError as XMLParseError
 
 import certifi
 import urllib3
@@ -48,7 +59,54 @@ T = TypeVar("T")
 _AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
                "ExpiredToken", "AllAccessDisabled"}
 _META_HEADER = "x-amz-meta-" + SHA256_META
+WRITER_META = "mlops-writer"  # user metadata carrying the nonce of the pointer write that made it
+_WRITER_HEADER = "x-amz-meta-" + WRITER_META
 _PROBE_PREFIX = "control/cas-probe/"
+_EXCERPT_CHARS = 160
+
+# what a reply excerpt must never show: signing material, wherever a server pastes it
+_SECRET_PATTERNS = [
+    re.compile(r"AWS4-HMAC-SHA256[^\r\n]*", re.IGNORECASE),
+    re.compile(r"Credential\s*=\s*[^,&\s<\"']*", re.IGNORECASE),
+    re.compile(r"Signature\s*=\s*[^,&\s<\"']*", re.IGNORECASE),
+    re.compile(r"SignedHeaders\s*=\s*[^,&\s<\"']*", re.IGNORECASE),
+    re.compile(r"X-Amz-[A-Za-z-]+\s*[=:]\s*[^&\s<\"']*", re.IGNORECASE),
+    re.compile(r"<(AWSAccessKeyId|SignatureProvided|StringToSign|StringToSignBytes|"
+               r"CanonicalRequest|CanonicalRequestBytes)>.*?</\1>", re.IGNORECASE | re.DOTALL),
+]
+# "Name: value" lines (request or response headers echoed back) are dropped whole
+_HEADER_LINE = re.compile(r"^\s*[A-Za-z0-9_-]{1,64}\s*:\s.*$", re.MULTILINE)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]{0,400}>")
+
+
+def reply_excerpt(text: str | bytes | None, *, secrets: tuple[str, ...] = (),
+                  limit: int = _EXCERPT_CHARS) -> str:
+    """A short, sanitized excerpt of a server reply, safe for errors, logs and reports.
+
+    Header-like lines (``Name: value``) are dropped, signing material (``Credential=``,
+    ``Signature=``, ``AWS4-HMAC-SHA256 ...``, ``X-Amz-*``) and the given ``secrets`` are
+    replaced by ``***``, an HTML page is reduced to its title, whitespace is collapsed and the
+    result is cut to ``limit`` characters.
+    """
+    if not text:
+        return ""
+    if isinstance(text, bytes):
+        text = text[: 64 * 1024].decode("utf-8", errors="replace")
+    text = text[: 64 * 1024]
+    title = _HTML_TITLE.search(text)
+    if title and "<html" in text.lower():
+        text = "HTML page titled " + title.group(1)
+    text = _HEADER_LINE.sub(" ", text)
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub("***", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = _TAG.sub(" ", text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 
 class S3Store(ObjectStore):
@@ -69,63 +127,115 @@ class S3Store(ObjectStore):
         self._create_bucket = settings.s3_create_bucket
         self._retries = settings.s3_max_retries
         self._part_size = settings.s3_part_size_mib * 1024 * 1024
-        http = urllib3.PoolManager(
-            timeout=Timeout(connect=settings.s3_connect_timeout_s, read=settings.s3_read_timeout_s),
-            maxsize=16,
-            cert_reqs="CERT_REQUIRED" if settings.s3_cert_check else "CERT_NONE",
-            ca_certs=str(settings.s3_ca_file) if settings.s3_ca_file else certifi.where(),
-            retries=Retry(
-                total=settings.s3_max_retries, connect=settings.s3_max_retries,
-                read=settings.s3_max_retries, backoff_factor=0.2,
-                status_forcelist=[500, 502, 503, 504], raise_on_status=False,
-            ),
-        )
-        self._client = Minio(
-            settings.s3_endpoint,
-            access_key=settings.s3_access_key.get_secret_value(),
-            secret_key=settings.s3_secret_key.get_secret_value(),
-            secure=settings.s3_secure,
-            region=settings.s3_region,
-            http_client=http,
-            cert_check=settings.s3_cert_check,
-        )
+        def pool(retries: Retry) -> urllib3.PoolManager:
+            return urllib3.PoolManager(
+                timeout=Timeout(connect=settings.s3_connect_timeout_s, read=settings.s3_read_timeout_s),
+                maxsize=16,
+                cert_reqs="CERT_REQUIRED" if settings.s3_cert_check else "CERT_NONE",
+                ca_certs=str(settings.s3_ca_file) if settings.s3_ca_file else certifi.where(),
+                retries=retries,
+            )
+
+        def client(http: urllib3.PoolManager) -> Minio:
+            return Minio(
+                settings.s3_endpoint,  # type: ignore[arg-type]
+                access_key=settings.s3_access_key.get_secret_value(),  # type: ignore[union-attr]
+                secret_key=settings.s3_secret_key.get_secret_value(),  # type: ignore[union-attr]
+                secure=settings.s3_secure,
+                region=settings.s3_region,
+                http_client=http,
+                cert_check=settings.s3_cert_check,
+            )
+
+        self._client = client(pool(Retry(
+            total=settings.s3_max_retries, connect=settings.s3_max_retries,
+            read=settings.s3_max_retries, backoff_factor=0.2,
+            status_forcelist=[500, 502, 503, 504], raise_on_status=False,
+        )))
+        # conditional PUTs: only a failed connect (nothing sent) is retried by the HTTP layer;
+        # write_pointer retries itself, re-reading the pointer's writer nonce in between
+        self._cas_client = client(pool(Retry(
+            total=settings.s3_max_retries, connect=settings.s3_max_retries, read=0, status=0,
+            other=0, redirect=0, raise_on_status=False,
+        )))
+        # exact values an excerpt must never show, whatever a server pastes into its reply
+        self._secrets = (settings.s3_access_key.get_secret_value(),
+                         settings.s3_secret_key.get_secret_value())
         self._bucket_ready = False
         self._cas_supported: bool | None = None
 
     # --- error translation ------------------------------------------------------------------
     def _call(self, what: str, key: str | None, operation: Callable[[], T]) -> T:
-        """Run one SDK call, translating its failures into our error families."""
-        target = f"{key!r} in {self.location}" if key else self.location
+        """Run one SDK call, translating its failures into our error families.
+
+        The error is raised outside the ``except`` block, so neither its message nor its
+        ``__context__`` carries the SDK's exception (which may hold the raw reply).
+        """
         try:
             return operation()
-        except S3Error as exc:
+        except Exception as exc:  # noqa: BLE001 (translated below; anything unknown is re-raised)
+            error = self._translate(what, key, exc)
+            if error is None:
+                raise
+        raise error
+
+    def _translate(self, what: str, key: str | None, exc: Exception) -> StoreError | None:
+        """Our error for an SDK/transport failure (None: not a store failure, re-raise it)."""
+        target = f"{key!r} in {self.location}" if key else self.location
+        if isinstance(exc, S3Error):
             code = exc.code or ""
+            status = getattr(exc.response, "status", None)
+            http = f"HTTP {status}" if status else "HTTP ?"
+            if not code:
+                return StoreError(
+                    f"{what} {target}: the endpoint did not answer like S3 ({http}, an XML reply "
+                    f"without an error code): is MLOPS_S3_ENDPOINT an S3 server? "
+                    f"reply begins: {reply_excerpt(getattr(exc.response, 'data', None), secrets=self._secrets)!r}"
+                )
             if code in ("NoSuchKey", "NoSuchObject") or (code == "ResourceNotFound" and key):
-                raise ObjectNotFoundError(f"object {key!r} not found in {self.location}") from None
+                return ObjectNotFoundError(f"object {key!r} not found in {self.location}")
             if code == "NoSuchBucket":
-                raise BucketMissingError(f"bucket {self.bucket!r} does not exist at {self.endpoint}") from None
+                return BucketMissingError(f"bucket {self.bucket!r} does not exist at {self.endpoint}")
             if code in _AUTH_CODES:
-                raise StoreAuthError(
-                    f"{what} {target} refused ({code}): check MLOPS_S3_ACCESS_KEY / "
+                return StoreAuthError(
+                    f"{what} {target} refused ({code}) with {http}: check MLOPS_S3_ACCESS_KEY / "
                     "MLOPS_S3_SECRET_KEY and the user's policy"
-                ) from None
+                )
             if code == "PreconditionFailed":
-                raise PointerConflictError(f"{what} {target}: precondition failed") from None
-            raise StoreError(f"{what} {target} failed: {code}: {exc.message}") from None
-        except ServerError as exc:
-            raise StoreUnavailableError(
+                return PointerConflictError(f"{what} {target}: precondition failed ({http})")
+            message = reply_excerpt(exc.message, secrets=self._secrets)
+            return StoreError(f"{what} {target} failed ({http}): {reply_excerpt(code)}: {message}")
+        if isinstance(exc, ServerError):
+            return StoreUnavailableError(
                 f"{what} {target}: server error (HTTP {exc.status_code}) after {self._retries} retries"
-            ) from None
-        except InvalidResponseError as exc:
-            raise StoreError(f"{what} {target}: the endpoint did not answer like S3 ({exc})") from None
-        except (Urllib3HTTPError, ConnectionError, TimeoutError) as exc:  # not local disk errors
+            )
+        if isinstance(exc, InvalidResponseError):
+            body = getattr(exc, "_body", None)
+            content_type = reply_excerpt(getattr(exc, "_content_type", None) or "no content type",
+                                         limit=60)
+            return StoreError(
+                f"{what} {target}: the endpoint did not answer like S3 (HTTP "
+                f"{getattr(exc, '_code', '?')}, {content_type}, {len(body or '')} characters, not an "
+                f"S3 XML reply): is MLOPS_S3_ENDPOINT an S3 server? reply begins: "
+                f"{reply_excerpt(body, secrets=self._secrets)!r}"
+            )
+        if isinstance(exc, XMLParseError):
+            return StoreError(
+                f"{what} {target}: the endpoint did not answer like S3 (its XML reply does not "
+                "parse): is MLOPS_S3_ENDPOINT an S3 server?"
+            )
+        if isinstance(exc, (Urllib3HTTPError, ConnectionError, TimeoutError)):  # not local disk
             reason = getattr(exc, "reason", None) or exc
-            raise StoreUnavailableError(
+            return StoreUnavailableError(
                 f"store endpoint {self.endpoint} unreachable ({what} {key or ''}) after "
                 f"{self._retries} retries: {type(reason).__name__}"
-            ) from None
-        except MinioException as exc:
-            raise StoreError(f"{what} {target} failed: {exc}") from None
+            )
+        if isinstance(exc, MinioException):
+            return StoreError(
+                f"{what} {target} failed: {type(exc).__name__}: "
+                f"{reply_excerpt(str(exc), secrets=self._secrets)}"
+            )
+        return None
 
     def _ensure_bucket(self) -> None:
         if self._bucket_ready:
@@ -259,31 +369,39 @@ class S3Store(ObjectStore):
         return self.stat(target_key)
 
     # --- compare-and-swap pointers --------------------------------------------------------
-    def read_pointer(self, key: str) -> Pointer | None:
-        validate_key(key)
-        self._ensure_bucket()
+    def _read_pointer_and_writer(self, key: str) -> tuple[Pointer | None, str | None]:
+        """The pointer at ``key`` and the nonce of the write that made it (None if absent)."""
 
-        def read() -> tuple[bytes, str]:
+        def read() -> tuple[bytes, str, str | None]:
             response = self._client.get_object(self.bucket, key)
             try:
-                return response.read(), response.headers.get("etag", "").strip('"')
+                return (response.read(), response.headers.get("etag", "").strip('"'),
+                        response.headers.get(_WRITER_HEADER))
             finally:
                 response.close()
                 response.release_conn()
 
         try:
-            data, etag = self._call("reading pointer", key, read)
+            data, etag, writer = self._call("reading pointer", key, read)
         except ObjectNotFoundError:
-            return None
-        return Pointer(key=key, value=json.loads(data), token=etag)
+            return None, None
+        return Pointer(key=key, value=json.loads(data), token=etag), writer
 
-    def _conditional_put(self, key: str, data: bytes, condition: dict[str, str]) -> str:
+    def read_pointer(self, key: str) -> Pointer | None:
+        validate_key(key)
+        self._ensure_bucket()
+        return self._read_pointer_and_writer(key)[0]
+
+    def _conditional_put(self, key: str, data: bytes, condition: dict[str, str],
+                         writer: str | None = None) -> str:
+        """One conditional PUT, never retried by the HTTP layer once its request was sent."""
         headers = {
             "Content-Type": "application/json",
             _META_HEADER: sha256_bytes(data),
+            **({_WRITER_HEADER: writer} if writer else {}),
             **condition,
         }
-        result = self._call("conditional write of", key, lambda: self._client._put_object(
+        result = self._call("conditional write of", key, lambda: self._cas_client._put_object(
             self.bucket, key, data, headers=headers))
         return (result.etag or "").strip('"')
 
@@ -317,21 +435,48 @@ class S3Store(ObjectStore):
         self._cas_supported = True
 
     def write_pointer(self, key: str, value: dict[str, Any], *, expected_token: str | None) -> Pointer:
+        """Compare-and-swap through a conditional PUT that cannot misreport its outcome.
+
+        The write carries a fresh nonce (user metadata, the document is unchanged). After a
+        412/404, or a transport or server error (the write may have committed with its
+        response lost), the pointer is re-read: if it holds this write's nonce the write won.
+        A transport error with the pointer not (yet) ours is retried up to
+        ``s3_max_retries`` times, still conditionally, so it is never applied twice.
+        Raises :class:`PointerConflictError` when another writer won, and
+        :class:`StoreUnavailableError` when the outcome could not be learned.
+        """
         validate_key(key)
         self._ensure_bucket()
         self._probe_conditional_writes()
         data = encode_pointer(value)
+        writer = uuid.uuid4().hex
         condition = {"If-None-Match": "*"} if expected_token is None else {"If-Match": f'"{expected_token}"'}
-        try:
-            etag = self._conditional_put(key, data, condition)
-        except PointerConflictError:
+        attempt = 0
+        while True:
+            try:
+                etag = self._conditional_put(key, data, condition, writer)
+                return Pointer(key=key, value=json.loads(data), token=etag)
+            except (PointerConflictError, ObjectNotFoundError) as exc:
+                refused: StoreError = exc
+            except StoreUnavailableError as exc:
+                refused = exc
+            current, current_writer = self._read_pointer_and_writer(key)
+            if current is not None and current_writer == writer:
+                return current  # committed; only its response was lost
+            if isinstance(refused, StoreUnavailableError):
+                if attempt < self._retries:
+                    attempt += 1
+                    continue
+                raise StoreUnavailableError(
+                    f"conditional write of pointer {key!r} in {self.location} did not complete "
+                    f"after {attempt + 1} attempt(s) and the pointer does not hold it: {refused}"
+                ) from None
+            if current is None and expected_token is not None:
+                raise PointerConflictError(
+                    f"pointer {key!r} in {self.location} was deleted since it was read"
+                ) from None
             state = "already exists" if expected_token is None else "changed"
             raise PointerConflictError(
                 f"pointer {key!r} in {self.location} {state} since it was read: "
                 "another writer won the race; re-read it and decide again"
             ) from None
-        except ObjectNotFoundError:
-            raise PointerConflictError(
-                f"pointer {key!r} in {self.location} was deleted since it was read"
-            ) from None
-        return Pointer(key=key, value=json.loads(data), token=etag)
