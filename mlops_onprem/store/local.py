@@ -11,6 +11,12 @@ A write lands its blob first, then replaces ``meta/<key>.json`` in one atomic re
 rename is the commit. A crash before it leaves the old object intact (and an orphan blob);
 a crash after it leaves the new object complete. The previous blob is removed after the
 commit. As on S3, ``a`` and ``a/b`` can both be keys.
+
+Durability: the blob's bytes, the metadata record and both directory entries (the blob's and
+the record's rename) are fsynced, in that order, before the old blob is removed, so a power
+cut also leaves the old object or the new one. ``_after_step`` is a test-only hook called
+after each step of a write (see :data:`WRITE_STEPS`); ``tests/test_store_crash.py`` sets it in
+a child process to ``os._exit`` there and checks every read afterwards.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,9 +51,48 @@ from mlops_onprem.store.base import (
 _COPY_CHUNK = 4 * 1024 * 1024
 _META_SUFFIX = ".json"
 
+#: the steps of a write, in order; ``_after_step`` is called with each name once it is done
+WRITE_STEPS = ("data-synced", "blob-placed", "meta-synced", "committed", "old-blob-removed")
+_after_step: Callable[[str], None] = lambda step: None  # noqa: E731 (test-only crash hook)
 
-def _copy_hashing(source: Path, target: Path) -> tuple[str, int]:
-    """Copy ``source`` to ``target`` and return (SHA-256, size): one pass over the bytes."""
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the directory's entries (a rename, a new file) durable."""
+    _fsync_file(path)
+
+
+def _make_dirs_durable(directory: Path) -> None:
+    """``mkdir -p`` whose new directories survive a power cut (each parent fsynced)."""
+    missing = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    if not missing:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):
+        _fsync_dir(created.parent)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _copy_hashing(source: Path, target: Path, *, sync: bool = False) -> tuple[str, int]:
+    """Copy ``source`` to ``target`` and return (SHA-256, size): one pass over the bytes;
+    with ``sync`` the copy is fsynced (a blob about to be committed)."""
     digest = hashlib.sha256()
     size = 0
     with open(source, "rb") as src, open(target, "wb") as dst:
@@ -55,6 +100,9 @@ def _copy_hashing(source: Path, target: Path) -> tuple[str, int]:
             digest.update(chunk)
             dst.write(chunk)
             size += len(chunk)
+        if sync:
+            dst.flush()
+            os.fsync(dst.fileno())
     return digest.hexdigest(), size
 
 
@@ -102,23 +150,32 @@ class LocalStore(ObjectStore):
     # --- commit protocol ------------------------------------------------------------------
     def _commit(self, key: str, tmp_data: Path, sha256: str, size: int, content_type: str,
                 metadata: dict[str, str] | None) -> ObjectInfo:
-        """Publish ``tmp_data`` as ``key``: blob first, then the metadata rename (the commit).
-        Call with the key's exclusive lock held."""
+        """Publish ``tmp_data`` (its bytes already fsynced) as ``key``: blob first, then the
+        metadata rename (the commit), each made durable before the next step; the old blob
+        goes last. Call with the key's exclusive lock held."""
+        _after_step("data-synced")
         meta_path = self._meta_path(key)
         previous = self._read_meta_or_none(meta_path)
         blob = f"{key}~{uuid.uuid4().hex[:16]}"
-        (self._blobs / blob).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp_data, self._blobs / blob)
+        blob_path = self._blobs / blob
+        _make_dirs_durable(blob_path.parent)
+        os.replace(tmp_data, blob_path)
+        _fsync_dir(blob_path.parent)
+        _after_step("blob-placed")
         meta = {
             "blob": blob, "sha256": sha256, "size": size, "content-type": content_type,
             "metadata": dict(metadata or {}), "last_modified": datetime.now(UTC).isoformat(),
         }
         tmp_meta = self._tmp_path()
-        tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_synced(tmp_meta, json.dumps(meta).encode("utf-8"))
+        _after_step("meta-synced")
+        _make_dirs_durable(meta_path.parent)
         os.replace(tmp_meta, meta_path)  # the commit
+        _fsync_dir(meta_path.parent)
+        _after_step("committed")
         if previous is not None:
             (self._blobs / previous["blob"]).unlink(missing_ok=True)
+        _after_step("old-blob-removed")
         return self._info(key, meta)
 
     def _info(self, key: str, meta: dict[str, Any]) -> ObjectInfo:
@@ -161,7 +218,7 @@ class LocalStore(ObjectStore):
                   metadata: dict[str, str] | None = None) -> ObjectInfo:
         validate_key(key)
         tmp = self._tmp_path()
-        tmp.write_bytes(data)
+        _write_synced(tmp, data)
         with self._key_lock(key):
             return self._commit(key, tmp, sha256_bytes(data), len(data), content_type, metadata)
 
@@ -177,7 +234,7 @@ class LocalStore(ObjectStore):
         if not source.is_file():
             raise StoreError(f"cannot upload {source} to {key!r}: not a file")
         tmp = self._tmp_path()
-        sha, size = _copy_hashing(source, tmp)
+        sha, size = _copy_hashing(source, tmp, sync=True)
         with self._key_lock(key):
             return self._commit(key, tmp, sha, size, content_type, metadata)
 
@@ -254,7 +311,7 @@ class LocalStore(ObjectStore):
         data = encode_pointer(value)
         validate_key(key)
         tmp = self._tmp_path()
-        tmp.write_bytes(data)
+        _write_synced(tmp, data)
         with self._key_lock(key):
             try:
                 current = self._read_pointer_unlocked(key)
