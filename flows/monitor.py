@@ -10,6 +10,7 @@ Pipeline::
         -> claim-retrain (debounced: one per cooldown, none while one runs, one per drift episode)
         -> train-model (deployment run or embedded subflow) -> finish-retrain
         -> send-retrain-alert
+    -> publish-monitoring-trend (always: this run's row of the keyed trend artifact)
 
 The retrained model still has to pass the promotion gate: the training flow decides.
 """
@@ -30,6 +31,7 @@ from tasks.monitoring import (
     emit_drift_event,
     finish_retrain_slot,
     judge_challenger_task,
+    publish_monitoring_trend,
     read_retrain_outcome,
     retrain_parameters,
     send_drift_alert,
@@ -77,34 +79,46 @@ def monitor_model(
     challenger = judge_challenger_task(model_name, dataset, policy)
     result: dict[str, Any] = {**record, "event_id": None, "alert": None, "challenger": challenger,
                               "retrain": {"status": "not_needed"}}
+    try:
+        _respond_to_drift(result, record, challenger, model_name, dataset, retrain,
+                          training_deployment)
+    finally:  # the trend records what this run did, a failed retrain included
+        publish_monitoring_trend(model_name, record["run_id"], result["retrain"], challenger)
+    return result
+
+
+def _respond_to_drift(result: dict[str, Any], record: dict[str, Any],
+                      challenger: dict[str, Any] | None, model_name: str, dataset: str,
+                      retrain: bool, training_deployment: str | None) -> None:
+    """On drift: event, alert and (when asked and useful) one retrain; fills ``result``."""
     if not record["drift"]:
-        return result
+        return
     result["event_id"] = emit_drift_event(record)
     result["alert"] = send_drift_alert(record)
     if not record["retrain"]:
         result["retrain"] = {"status": "not_requested",
                              "reason": "no alarm in the policy's retrain_on"}
-        return result
+        return
     if not retrain:
         result["retrain"] = {"status": "disabled"}
-        return result
+        return
     if challenger and challenger["status"] == "promoted":
         result["retrain"] = {"status": "skipped", "reason": (
             f"shadow challenger v{challenger['challenger_version']} was promoted in this run; "
             "the next window monitors it")}
-        return result
+        return
     # retrain exactly as the champion was made: the spec recorded in its card (an edited YAML
     # changes nothing), its contract path, margin and window
     training = retrain_parameters(model_name, record["model_version"], dataset)
     fresh = check_new_training_data(model_name, dataset, record["model_version"])
     if fresh["new_versions"] == 0:
         result["retrain"] = {"status": "skipped", "reason": fresh["reason"]}
-        return result
+        return
     claim = claim_retrain_slot(record)
     if not claim["granted"]:
         result["retrain"] = {"status": "skipped", "reason": claim["reason"],
                              "idempotency_key": claim["idempotency_key"]}
-        return result
+        return
     try:
         if training_deployment:
             child = run_child_deployment(training_deployment, training,
@@ -116,6 +130,7 @@ def monitor_model(
             outcome = train_model(**training)
     except Exception as exc:
         failure = {"error": f"{type(exc).__name__}: {exc}"}
+        result["retrain"] = {"status": "failed", **failure}
         try:
             finish_retrain_slot(claim, failure)
             send_retrain_alert(model_name, failure)
@@ -126,24 +141,11 @@ def monitor_model(
     send_retrain_alert(model_name, outcome)
     result["retrain"] = {"status": "triggered", "mode": "deployment" if training_deployment
                          else "embedded", "idempotency_key": claim["idempotency_key"], **outcome}
-    return result
 
 
-if __name__ == "__main__":
-    import argparse
-    import json
+if __name__ == "__main__":  # the same options as `mlops monitor` (mlops_onprem/cli/)
+    import sys
 
-    parser = argparse.ArgumentParser(description="Monitor a model's drift and retrain on drift.")
-    parser.add_argument("--model-name", default="demo")
-    parser.add_argument("--dataset", default="demo")
-    parser.add_argument("--window-days", type=int, default=7)
-    parser.add_argument("--window-batches", type=int, default=None)
-    parser.add_argument("--as-of", default=None, help="last data date of the window (YYYY-MM-DD)")
-    parser.add_argument("--no-retrain", action="store_true")
-    parser.add_argument("--training-deployment", default=None, help='e.g. "train-model/train"')
-    args = parser.parse_args()
-    print(json.dumps(monitor_model(
-        model_name=args.model_name, dataset=args.dataset, window_days=args.window_days,
-        window_batches=args.window_batches, as_of=args.as_of, retrain=not args.no_retrain,
-        training_deployment=args.training_deployment,
-    ), indent=2, default=str))
+    from mlops_onprem.cli import main
+
+    sys.exit(main(["monitor", *sys.argv[1:]]))

@@ -39,6 +39,7 @@ from mlops_onprem import batch_gate, keys, ledger, quality
 from mlops_onprem.contracts import Contract, Task
 from mlops_onprem.drift import ColumnDrift, DriftResult, DriftThresholds, Status, drift_from_window
 from mlops_onprem.errors import MlopsError, MonitoringError, ObjectNotFoundError
+from mlops_onprem.monitoring_trend import trend_entry
 from mlops_onprem.quality import QualityResult
 from mlops_onprem.reference_profile import ReferenceProfile
 from mlops_onprem.store.base import ObjectStore
@@ -466,8 +467,20 @@ def record_signals(store: ObjectStore, report: MonitoringReport, *, keep: int = 
     history.append({"run_id": report.run_id, "model_version": report.model_version,
                     "window_end": (report.window.get("data_dates") or [None])[-1],
                     "signals": list(report.decision.signals),
-                    "decision": report.decision.status})
+                    "decision": report.decision.status, **trend_entry(report)})
     store.put_json(keys.monitoring_state_key(report.model_name), {"windows": history[-keep:]})
+
+
+def note_outcome(store: ObjectStore, model_name: str, run_id: str, **outcome: Any) -> list[dict[str, Any]]:
+    """Add what monitoring run ``run_id`` did next (``retrain=``, ``challenger=``) to its history
+    entry, for the trend; returns the history."""
+    history = read_signal_history(store, model_name)
+    for entry in history:
+        if entry.get("run_id") == run_id:
+            entry.update({k: v for k, v in outcome.items() if v is not None})
+            store.put_json(keys.monitoring_state_key(model_name), {"windows": history})
+            break
+    return history
 
 
 # --- the report -----------------------------------------------------------------------------

@@ -24,9 +24,12 @@ from mlops_onprem.monitoring import (
     NoScoringRunsError,
     monitor,
     monitored_events,
+    note_outcome,
+    read_signal_history,
     record_signals,
     write_report,
 )
+from mlops_onprem.monitoring_trend import trend_markdown
 from mlops_onprem.retrain_control import (
     RetrainClaim,
     claim_retrain,
@@ -320,3 +323,24 @@ def judge_challenger_task(model_name: str, dataset: str,
         emit_promoted({**report, "action": "promoted", "candidate_version":
                        report["challenger_version"], "candidate_score": report["challenger_score"]})
     return report
+
+
+@task(name="publish-monitoring-trend", cache_policy=NONE)
+def publish_monitoring_trend(model_name: str, run_id: str | None,
+                             retrain: dict[str, Any] | None = None,
+                             challenger: dict[str, Any] | None = None) -> str:
+    """Record what this monitoring run did next and publish the ``monitoring-trend-<model>``
+    artifact (drifted share, top features, realized/estimated/holdout quality over the runs)."""
+    store = open_store()
+    outcome = {
+        "retrain": {k: (retrain or {}).get(k) for k in ("status", "version", "promoted", "flow_run_id")}
+        if retrain else None,
+        "challenger": {"status": challenger["status"], "version": challenger["challenger_version"]}
+        if challenger else None,
+    }
+    history = (note_outcome(store, model_name, run_id, **outcome) if run_id
+               else read_signal_history(store, model_name))
+    markdown = trend_markdown(model_name, history)
+    create_markdown_artifact(markdown=markdown, key=artifact_key("monitoring-trend", model_name),
+                             description=f"Monitoring trend of {model_name} (last runs)")
+    return markdown

@@ -156,6 +156,12 @@ def test_thirty_days_of_the_deployed_configuration(thirty_days):
     assert retrains == [SHIFT_DAY], {n: d["monitor"]["retrain"] for n, d in days.items()}
     assert [mv.version for mv in registry.list_versions(store, "demo")] == [1, 2]
 
+    # the trend (monitoring-trend-demo artifact) has one row per run and the retrain on its row
+    trend = {e["run_id"]: e for e in store.get_json(keys.monitoring_state_key("demo"))["windows"]}
+    shift_run = trend[days[SHIFT_DAY]["monitor"]["run_id"]]
+    assert shift_run["retrain"]["status"] == "triggered" and shift_run["drifted_share"] > 0
+    assert all("drifted_share" in trend[d["monitor"]["run_id"]] for d in days.values())
+
     # a gc dry run (a year from now) lists nothing a kept model or an open window needs
     plan = plan_gc(store, now=datetime.now(UTC) + timedelta(days=365))
     targets = {r.target for r in plan.removals}
