@@ -2,7 +2,9 @@
 
 The draft infers dtypes, numeric ranges widened by a margin, nullability, categories of
 low-cardinality string columns, and guesses the row key, timestamp and label. Every guess is
-listed in the draft's header so the reviewer knows what to check.
+listed in the draft's header so the reviewer knows what to check. It only proposes feature
+types training accepts (:data:`FEATURE_DTYPES`): a date-time column other than the timestamp is
+left out of the features (``extra_columns: ignore``, with a note to derive numbers from it).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from mlops_onprem.contracts import (
 )
 from mlops_onprem.errors import ContractError
 
+#: feature dtypes the drafter may propose: the ones training and ONNX export take as model
+#: inputs (``onnx_io.input_kind``); a timestamp is never a feature (derive numbers from it)
+FEATURE_DTYPES = frozenset({Dtype.FLOAT, Dtype.INT, Dtype.BOOL, Dtype.CATEGORY, Dtype.STRING})
 _KEY_NAME = re.compile(r"(^|_)(id|key|uuid)$", re.IGNORECASE)
 _LABEL_NAMES = ("label", "target", "y", "class")
 MAX_CLASSES = 20  # an integer/string label with more distinct values is treated as regression
@@ -134,10 +139,16 @@ def draft_contract(
         notes.append(f"label {label!r}: task {task_name}")
 
     features: list[ColumnSpec] = []
+    left_out: list[str] = []
     for name in columns:
         if name in (row_key, timestamp, label):
             continue
         series = df[name]
+        if pd.api.types.is_datetime64_any_dtype(series):
+            left_out.append(name)  # training refuses a timestamp feature: not proposed
+            notes.append(f"{name!r}: date-time column left out of the features (a model cannot take "
+                         "a timestamp; derive numeric features from it, e.g. age in days)")
+            continue
         nullable = bool(series.isna().any())
         if pd.api.types.is_bool_dtype(series):
             features.append(ColumnSpec(name=name, dtype=Dtype.BOOL, nullable=nullable))
@@ -147,8 +158,6 @@ def draft_contract(
             lo, hi = bounds if bounds else (None, None)
             features.append(ColumnSpec(name=name, dtype=Dtype.INT if integer else Dtype.FLOAT,
                                        nullable=nullable, min=lo, max=hi))
-        elif pd.api.types.is_datetime64_any_dtype(series):
-            features.append(ColumnSpec(name=name, dtype=Dtype.TIMESTAMP, nullable=nullable))
         else:
             distinct = sorted(str(v) for v in series.dropna().unique())
             if 0 < len(distinct) <= max_categories:
@@ -161,13 +170,19 @@ def draft_contract(
         if nullable:
             notes.append(f"{name!r}: nulls seen in the sample, so nullable: true")
     if not features:
-        raise ContractError(f"{source}: no feature columns left after row key, timestamp and label")
+        raise ContractError(f"{source}: no feature columns left after row key, timestamp, label "
+                            f"and date-time columns {left_out}")
+    refused = [c.name for c in features if c.dtype not in FEATURE_DTYPES]
+    if refused:  # a new branch above must not propose a type training refuses
+        raise ContractError(f"{source}: drafted feature(s) {refused} have a type training refuses")
+    if left_out:
+        notes.append(f"extra_columns: ignore, so batches may still carry {left_out}")
 
     contract = Contract(
         dataset=dataset, version="0.1.0", owner=owner,
         description=f"DRAFT inferred from {Path(source).name}; review before use.",
         row_key=row_key, timestamp=timestamp, label=label_spec, features=tuple(features),
-        rows=RowCountSpec(min=1), key_unique=True, extra_columns="reject",
+        rows=RowCountSpec(min=1), key_unique=True, extra_columns="ignore" if left_out else "reject",
     )
     return ContractDraft(contract=contract, notes=notes)
 

@@ -6,14 +6,39 @@ monitoring read feature names and order from here; nothing re-declares a feature
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlops_onprem.errors import ContractError
+
+#: ``MAJOR.MINOR.PATCH``: non-negative integers, no leading zeros, nothing else
+_SEMVER = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
+
+
+class SemVer(NamedTuple):
+    """A contract version; compares as numbers (``1.10.0 > 1.9.0``)."""
+
+    major: int
+    minor: int
+    patch: int
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+
+def parse_semver(text: object) -> SemVer:
+    """``"1.2.3"`` -> ``SemVer(1, 2, 3)``; raises ValueError quoting the bad value."""
+    match = _SEMVER.match(text) if isinstance(text, str) else None
+    if match is None:
+        hint = "" if isinstance(text, str) else " (YAML read a number: quote it)"
+        raise ValueError(
+            f"version {text!r} is not a semantic version MAJOR.MINOR.PATCH (e.g. '1.0.0'){hint}")
+    return SemVer(*(int(part) for part in match.groups()))
 
 
 class Dtype(StrEnum):
@@ -111,7 +136,8 @@ class Contract(_Strict):
     """A versioned data contract for one dataset."""
 
     dataset: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-    version: str = Field(min_length=1)
+    #: semantic version MAJOR.MINOR.PATCH; the bump a change needs is in ``contract_diff``
+    version: str
     owner: str = Field(min_length=1)
     description: str = ""
     row_key: str
@@ -128,6 +154,16 @@ class Contract(_Strict):
     #: row keys already landed in another current batch version: reject the newer batch,
     #: warn and keep both, or keep the newest batch's rows (training and monitoring drop the older)
     row_key_overlap: Literal["reject", "warn", "keep_latest"] = "reject"
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _semver(cls, value: object) -> object:
+        parse_semver(value)  # YAML ``version: 1.0`` is a float: refused too, quoted
+        return value
+
+    @property
+    def semver(self) -> SemVer:
+        return parse_semver(self.version)
 
     @model_validator(mode="after")
     def _names_unique(self) -> Contract:
@@ -195,7 +231,8 @@ def parse_contract(text: str, *, source: str = "<string>") -> Contract:
         return Contract.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         raise ContractError(f"contract {source}: {problems}") from exc
 

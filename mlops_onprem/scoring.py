@@ -575,13 +575,28 @@ def resolve_scoring_model(
     """Resolve ``model_name@ref`` in the registry and check it against ``contract``.
 
     Loads the model once here (and caches its session for this process), so a model whose
-    features differ from the contract fails before any partition is scored.
-    Raises ModelNotFoundError (no such model / alias), FeatureMismatchError (names, order or
-    types differ from the contract), CorruptModelError, the store family on I/O errors.
+    features differ from the contract fails before any partition is scored. The contract the
+    version was trained under (stored beside it) must be compatible with ``contract``: no
+    breaking change (``contract_diff`` rules) from it, or the model is refused.
+    Raises ModelNotFoundError (no such model / alias), FeatureMismatchError (a breaking
+    contract change, naming column and change; names, order or types differ from the
+    contract), CorruptModelError, the store family on I/O errors.
     """
     from mlops_onprem import registry  # registry imports training code: keep it off import path
+    from mlops_onprem.contract_diff import IncompatibleContractError, check_compatible
+    from mlops_onprem.onnx_io import FeatureMismatchError
 
     version = registry.resolve(store, model_name, ref)
+    # cards assembled by hand (no stored contract) are left to the metadata check below
+    if "contract" in version.card.get("files", {}):
+        trained = registry.load_contract(store, version)
+        try:
+            check_compatible(trained, contract, what=f"model {version.name} v{version.version}")
+        except IncompatibleContractError as exc:
+            raise FeatureMismatchError(
+                f"model {version.name} v{version.version} ({ref}) refused for scoring: {exc}; "
+                "retrain it under the new contract or score with the contract it was trained under"
+            ) from exc
     model_bytes = registry.load_onnx_bytes(store, version)
     model = ModelRef(
         name=version.name, version=int(version.version), onnx_key=version.onnx_key,

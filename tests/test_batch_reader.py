@@ -20,7 +20,7 @@ from mlops_onprem.errors import DataValidationError
 
 CONTRACT = parse_contract("""
 dataset: tiny
-version: "1"
+version: "1.0.0"
 owner: tests
 row_key: id
 timestamp: ts

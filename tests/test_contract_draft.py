@@ -77,3 +77,31 @@ def test_draft_from_non_utf8_csv_fails_clearly(tmp_path):
     source.write_bytes("id,name\n1,caf\u00e9\n".encode("latin-1"))
     with pytest.raises(Exception, match="not UTF-8"):
         draft_contract_from_file(source)
+
+
+def test_draft_never_proposes_a_feature_type_training_refuses():
+    from mlops_onprem.contract_draft import FEATURE_DTYPES
+    from mlops_onprem.onnx_io import FeatureMismatchError, input_kind
+
+    for dtype in FEATURE_DTYPES:
+        input_kind(dtype)  # what training and export feed a model: raises for a refused type
+    with pytest.raises(FeatureMismatchError):
+        input_kind(Dtype.TIMESTAMP)
+    df = reference().assign(signed_up=pd.to_datetime(["2025-01-01"] * 4))  # a second date-time
+    draft = draft_contract(df, dataset="shop")
+    assert draft.contract.timestamp == "seen_at" and "signed_up" not in draft.contract.feature_names
+    assert {c.dtype for c in draft.contract.features} <= FEATURE_DTYPES
+    assert draft.contract.extra_columns == "ignore"  # the left-out column may stay in batches
+    assert any("'signed_up': date-time column left out" in note for note in draft.notes)
+
+
+def test_a_drafted_contract_with_an_extra_date_time_column_trains_and_accepts_its_data():
+    from mlops_onprem.model_spec import load_model_spec
+    from mlops_onprem.training import train_model
+
+    batch = generate_batch(SyntheticSpec(), 300, seed=5)
+    batch["signed_up"] = batch["event_time"] - pd.Timedelta(days=30)
+    contract = draft_contract(batch, dataset="demo", label="label").contract
+    assert validate_dataframe(batch, contract, stage="training").success
+    trained = train_model(batch, contract, load_model_spec("logistic"))
+    assert trained.train_rows > 0

@@ -31,7 +31,7 @@ from mlops_onprem.validation import (
 
 CONTRACT_YAML = """
 dataset: tiny
-version: "1"
+version: "1.0.0"
 owner: tests
 row_key: id
 label: {name: label, task: binary_classification, classes: [0, 1]}
