@@ -77,3 +77,11 @@ def ingest_batch(
     if summary["rejected"] and fail_on_rejected:
         raise rejected_error(dataset, summary["rejected"])
     return summary
+
+
+if __name__ == "__main__":  # the same options as `mlops ingest` (mlops_onprem/cli/)
+    import sys
+
+    from mlops_onprem.cli import main
+
+    sys.exit(main(["ingest", *sys.argv[1:]]))

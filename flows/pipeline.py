@@ -76,7 +76,9 @@ def run_pipeline(
     return summary
 
 
-if __name__ == "__main__":
-    import json
+if __name__ == "__main__":  # the same options as `mlops pipeline` (mlops_onprem/cli/)
+    import sys
 
-    print(json.dumps(run_pipeline(), indent=2, default=str))
+    from mlops_onprem.cli import main
+
+    sys.exit(main(["pipeline", *sys.argv[1:]]))

@@ -129,3 +129,11 @@ def score_batch(
     if gated["rejected"] and fail_on_rejected:
         raise rejected_error(dataset, gated["rejected"])
     return summary
+
+
+if __name__ == "__main__":  # the same options as `mlops score run` (mlops_onprem/cli/)
+    import sys
+
+    from mlops_onprem.cli import main
+
+    sys.exit(main(["score", "run", *sys.argv[1:]]))

@@ -84,23 +84,9 @@ def train_model(
     }
 
 
-if __name__ == "__main__":
-    import argparse
-    import json
+if __name__ == "__main__":  # the same options as `mlops train` (mlops_onprem/cli/)
+    import sys
 
-    parser = argparse.ArgumentParser(description="Train, export, register and maybe promote a model.")
-    parser.add_argument("--dataset", default="demo")
-    parser.add_argument("--model-name", default="demo")
-    parser.add_argument("--spec", default="xgboost", help="name in model_specs/ or a YAML path")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--promotion-margin", type=float, default=0.0)
-    parser.add_argument("--contract-path", default=None)
-    parser.add_argument("--window-days", type=int, default=None)
-    parser.add_argument("--window-batches", type=int, default=None)
-    args = parser.parse_args()
-    result = train_model(
-        dataset=args.dataset, model_name=args.model_name, spec=args.spec, seed=args.seed,
-        promotion_margin=args.promotion_margin, contract_path=args.contract_path,
-        window_days=args.window_days, window_batches=args.window_batches,
-    )
-    print(json.dumps(result, indent=2, default=str))
+    from mlops_onprem.cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))

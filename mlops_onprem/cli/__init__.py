@@ -12,6 +12,7 @@ from mlops_onprem.errors import MlopsError
 COMMAND_MODULES = [
     "mlops_onprem.cli.doctor",
     "mlops_onprem.cli.contract",
+    "mlops_onprem.cli.jobs",
     "mlops_onprem.cli.models",
     "mlops_onprem.cli.scoring",
     "mlops_onprem.cli.maintenance",

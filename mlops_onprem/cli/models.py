@@ -1,4 +1,5 @@
-"""``mlops models list|show|promote|rollback|challenger``: the model registry from the command line.
+"""``mlops models list|show|history|diff|promote|rollback|challenger``: the model registry from
+the command line.
 
 Every champion move (promote, rollback) is recorded in the registry's history (the source of
 truth) and, when a Prefect API is configured (``PREFECT_API_URL``), also emitted as a
@@ -8,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from mlops_onprem import challenger, registry
+from mlops_onprem.cli.output import cell, print_json, print_table
 from mlops_onprem.store import open_store
+from mlops_onprem.store.base import ObjectStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     listing = commands.add_parser("list", help="versions of a model, champion marked")
     listing.add_argument("name", help="model name")
+    listing.add_argument("--json", action="store_true",
+                         help="every version's card, with champion/challenger marks")
     listing.set_defaults(handler=run_list)
 
     show = commands.add_parser(
@@ -27,6 +33,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("ref", nargs="?", default="champion", help="version number or alias")
     show.add_argument("--json", action="store_true", help="print card.json instead of a summary")
     show.set_defaults(handler=run_show)
+
+    hist = commands.add_parser(
+        "history", help="the registry's decisions on a model: promotions, rejections, rollbacks, "
+                        "challengers (oldest first)")
+    hist.add_argument("name")
+    hist.add_argument("--json", action="store_true", help="every history event in full")
+    hist.set_defaults(handler=run_history)
+
+    diff = commands.add_parser(
+        "diff", help="two versions' cards side by side: metrics, spec, data, contract, threshold")
+    diff.add_argument("name")
+    diff.add_argument("a", help="version number or alias")
+    diff.add_argument("b", help="version number or alias")
+    diff.add_argument("--json", action="store_true", help="the comparison as JSON")
+    diff.set_defaults(handler=run_diff)
 
     promote = commands.add_parser(
         "promote", help="make a version champion if it beats the champion on its holdout"
@@ -78,11 +99,15 @@ def _primary(card: dict) -> str:
 def run_list(args: argparse.Namespace) -> int:
     store = open_store()
     versions = registry.list_versions(store, args.name)
+    champion = registry.champion_version(store, args.name) if versions else None
+    shadowing = challenger.challenger_version(store, args.name) if versions else None
+    if args.json:
+        print_json([{"version": mv.version, "champion": mv.version == champion,
+                     "challenger": mv.version == shadowing, "card": mv.card} for mv in versions])
+        return 0 if versions else 1
     if not versions:
         print(f"model {args.name!r} has no versions in {store.location}")
         return 1
-    champion = registry.champion_version(store, args.name)
-    shadowing = challenger.challenger_version(store, args.name)
     print(f"{'':2}{'version':>7}  {'created':<27} {'kind':<14} {'primary metric':<24} contract")
     for mv in versions:
         card = mv.card
@@ -94,6 +119,139 @@ def run_list(args: argparse.Namespace) -> int:
     legend = ["* = champion" if champion is not None else "no champion yet"]
     legend += ["~ = shadow challenger"] if shadowing is not None else []
     print("\n" + "; ".join(legend))
+    return 0
+
+
+def _require_model(store: ObjectStore, name: str) -> None:
+    """Raise ModelNotFoundError (exit 2) naming the model and store when it has no version."""
+    if not registry.list_versions(store, name):
+        raise registry.ModelNotFoundError(f"model {name!r} has no versions in {store.location}")
+
+
+def _history_row(event: dict[str, Any]) -> list[Any]:
+    candidate, champion = event.get("candidate_version"), event.get("champion_version")
+    versions = f"v{candidate}" + (f" vs v{champion}" if champion not in (None, candidate) else "")
+    metric = event.get("metric") or ""
+    scores = [event.get("candidate_score"), event.get("champion_score")]
+    if metric and scores[0] is not None:
+        metric += f" {cell(scores[0], 4)}" + (f" vs {cell(scores[1], 4)}" if scores[1] is not None
+                                              else "")
+    reason = str(event.get("reason") or "")
+    return [str(event.get("decided_at", ""))[:19].replace("T", " "), event.get("action", ""),
+            versions, metric, reason if len(reason) <= 100 else reason[:97] + "..."]
+
+
+def run_history(args: argparse.Namespace) -> int:
+    store = open_store()
+    events = registry.history(store, args.name)
+    if not events:
+        _require_model(store, args.name)
+    if args.json:
+        print_json(events)
+        return 0
+    if not events:
+        print(f"model {args.name!r} has no registry decisions yet")
+        return 0
+    print_table(["time (UTC)", "action", "versions", "metric", "reason"],
+                [_history_row(e) for e in events])
+    return 0
+
+
+_OWN_PARAMS = ("params", "classifier_params", "regressor_params")  # the card's params say what ran
+
+
+def _flat(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        return {k: v for key, item in sorted(value.items())
+                for k, v in _flat(f"{prefix}.{key}" if prefix else str(key), item).items()}
+    return {prefix: value}
+
+
+def _threshold(card: dict[str, Any]) -> str | None:
+    threshold = card.get("decision_threshold")
+    if not threshold:
+        return None
+    return f"{threshold.get('value'):.4g} ({threshold.get('rule')})"
+
+
+def compare_cards(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two model cards side by side: every metric (with B - A), the spec and parameter fields
+    that differ, the training data, the contract and the decision threshold."""
+    metrics = [{"metric": name, "a": a.get("metrics", {}).get(name),
+                "b": b.get("metrics", {}).get(name)}
+               for name in sorted(set(a.get("metrics", {})) | set(b.get("metrics", {})))]
+    for row in metrics:
+        both = isinstance(row["a"], int | float) and isinstance(row["b"], int | float)
+        row["delta"] = row["b"] - row["a"] if both else None
+    spec_a = {**_flat("spec", {k: v for k, v in a.get("spec", {}).items() if k not in _OWN_PARAMS}),
+              **_flat("params", a.get("params", {}))}
+    spec_b = {**_flat("spec", {k: v for k, v in b.get("spec", {}).items() if k not in _OWN_PARAMS}),
+              **_flat("params", b.get("params", {}))}
+    spec = [{"field": field, "a": spec_a.get(field), "b": spec_b.get(field)}
+            for field in sorted(set(spec_a) | set(spec_b))
+            if spec_a.get(field) != spec_b.get(field) and field not in ("spec.name", "spec.kind")]
+    data_a, data_b = a.get("data", {}), b.get("data", {})
+    batches_a = [v["version"] for v in data_a.get("batch_versions", [])]
+    batches_b = [v["version"] for v in data_b.get("batch_versions", [])]
+    contract_a, contract_b = a.get("contract", {}), b.get("contract", {})
+    return {
+        "name": a.get("name"), "a": a.get("version"), "b": b.get("version"),
+        "primary_metric": {"a": a.get("primary_metric", {}).get("name"),
+                           "b": b.get("primary_metric", {}).get("name")},
+        "metrics": metrics,
+        "spec": {"a": {"name": a.get("spec", {}).get("name"), "kind": a.get("spec", {}).get("kind")},
+                 "b": {"name": b.get("spec", {}).get("name"), "kind": b.get("spec", {}).get("kind")},
+                 "differences": spec},
+        "data": {side: {k: d.get(k) for k in ("rows", "train_rows", "holdout_rows", "split",
+                                              "window", "sha256")}
+                 for side, d in (("a", data_a), ("b", data_b))},
+        "batch_versions": {"a": batches_a, "b": batches_b,
+                           "common": [v for v in batches_a if v in batches_b],
+                           "only_a": [v for v in batches_a if v not in batches_b],
+                           "only_b": [v for v in batches_b if v not in batches_a]},
+        "same_training_data": data_a.get("sha256") == data_b.get("sha256"),
+        "contract": {"a": f"{contract_a.get('dataset')} {contract_a.get('version')}",
+                     "b": f"{contract_b.get('dataset')} {contract_b.get('version')}"},
+        "decision_threshold": {"a": a.get("decision_threshold"), "b": b.get("decision_threshold")},
+    }
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value, default=str) if isinstance(value, list | dict) else cell(value)
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    store = open_store()
+    mv_a, mv_b = registry.resolve(store, args.name, args.a), registry.resolve(store, args.name, args.b)
+    diff = compare_cards(mv_a.card, mv_b.card)
+    if args.json:
+        print_json(diff)
+        return 0
+    va, vb = f"v{mv_a.version}", f"v{mv_b.version}"
+    primary = diff["primary_metric"]["b"]
+    rows: list[list[Any]] = [
+        [f"metric {m['metric']}" + (" (primary)" if m["metric"] == primary else ""),
+         m["a"], m["b"], None if m["delta"] is None else f"{m['delta']:+.4g}"]
+        for m in diff["metrics"]]
+    rows += [["spec", f"{diff['spec']['a']['name']} ({diff['spec']['a']['kind']})",
+              f"{diff['spec']['b']['name']} ({diff['spec']['b']['kind']})", None]]
+    rows += [[d["field"], _value(d["a"]), _value(d["b"]), None] for d in diff["spec"]["differences"]]
+    data_a, data_b = diff["data"]["a"], diff["data"]["b"]
+    rows += [[f"data {k.replace('_', ' ')}", data_a.get(k), data_b.get(k), None]
+             for k in ("rows", "train_rows", "holdout_rows", "split")]
+    batches = diff["batch_versions"]
+    rows += [["batch versions", len(batches["a"]), len(batches["b"]),
+              f"{len(batches['common'])} common"]]
+    rows += [["contract", diff["contract"]["a"], diff["contract"]["b"], None],
+             ["decision threshold", _threshold(mv_a.card), _threshold(mv_b.card), None]]
+    print(f"{args.name}: {va} (A) vs {vb} (B)")
+    print_table(["", f"A {va}", f"B {vb}", "B - A"], rows)
+    for side, label in (("only_a", va), ("only_b", vb)):
+        if batches[side]:
+            print(f"only in {label}: " + ", ".join(batches[side]))
+    if not diff["same_training_data"]:
+        print("note: each version's metrics are on its own holdout; they are not the same rows "
+              f"(mlops models promote {args.name} <version> compares both on the same rows)")
     return 0
 
 
