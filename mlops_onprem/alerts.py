@@ -1,21 +1,90 @@
 """Alerts through apprise (Slack, Teams, e-mail, webhooks, ...: any apprise URL).
 
 The URLs come from ``Settings.alert_urls`` as ``SecretStr``: they often embed tokens, so
-nothing here logs, returns or raises them; results carry counts and positions only.
+nothing here logs, returns or raises them; results carry counts and positions only. Apprise
+itself logs service URLs (tokens included, e.g. ``Slack POST URL: .../<token>``) at DEBUG:
+its logger is kept at INFO or above, and a filter on it (and on urllib3's connection-pool
+logger, which logs each request's path at DEBUG) masks every fragment of the URLs sent so far.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import SecretStr
 
 from mlops_onprem.errors import MonitoringError
 
 logger = logging.getLogger(__name__)
+
+APPRISE_LOGGER = "apprise"  # the one logger apprise and its plugins log to
+# loggers that can see an alert URL: apprise's, and urllib3's (request paths, at DEBUG)
+_MASKED_LOGGERS = (APPRISE_LOGGER, "urllib3.connectionpool")
+_MIN_SECRET_CHARS = 6  # shorter URL fragments ("hook", "json") are left readable
+
+
+def _secret_fragments(url: str) -> set[str]:
+    """The parts of an apprise URL that may be credentials: the URL itself, user, password,
+    a dotless host (``slack://<token>/...``), path segments and query values."""
+    fragments = {url}
+    try:
+        parts = urlsplit(url)
+        candidates = [parts.username, parts.password,
+                      parts.hostname if parts.hostname and "." not in parts.hostname else None,
+                      *parts.path.split("/"), *(value for _, value in parse_qsl(parts.query))]
+    except ValueError:
+        return fragments
+    for candidate in candidates:
+        if candidate and len(candidate) >= _MIN_SECRET_CHARS:
+            fragments.update({candidate, unquote(candidate)})
+    return fragments
+
+
+class _MaskAlertSecrets(logging.Filter):
+    """Masks the fragments of every alert URL used in this process in apprise's records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._fragments: tuple[str, ...] = ()
+
+    def add(self, url: str) -> None:
+        with self._lock:
+            merged = set(self._fragments) | _secret_fragments(url)
+            self._fragments = tuple(sorted(merged, key=len, reverse=True))  # longest first
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fragments = self._fragments
+        if not fragments:
+            return True
+        message = record.getMessage()
+        masked = message
+        for fragment in fragments:
+            masked = masked.replace(fragment, "***")
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+_mask = _MaskAlertSecrets()
+
+
+def _guard_apprise_logging(urls: Sequence[str]) -> None:
+    """Keep apprise's logger above DEBUG and mask these URLs in whatever is still logged."""
+    for url in urls:
+        _mask.add(url)
+    apprise_logger = logging.getLogger(APPRISE_LOGGER)
+    if apprise_logger.getEffectiveLevel() < logging.INFO:
+        apprise_logger.setLevel(logging.INFO)
+    for name in _MASKED_LOGGERS:
+        masked = logging.getLogger(name)
+        if _mask not in masked.filters:
+            masked.addFilter(_mask)
 
 
 class AlertDeliveryError(MonitoringError):
@@ -56,10 +125,11 @@ def send_alert(
     """
     import apprise
 
+    secrets = [url.get_secret_value() if isinstance(url, SecretStr) else str(url) for url in urls]
+    _guard_apprise_logging(secrets)
     failed: list[int] = []
     delivered = 0
-    for position, url in enumerate(urls):
-        secret = url.get_secret_value() if isinstance(url, SecretStr) else str(url)
+    for position, secret in enumerate(secrets):
         client = apprise.Apprise()
         if not client.add(secret):
             logger.warning("alert URL #%d is not a valid apprise URL; skipped", position)

@@ -89,3 +89,18 @@ def test_failed_delivery_is_counted_and_never_logs_the_url(receiver, caplog):
 def test_no_configured_url_sends_nothing():
     result = send_alert([], "t", "b")
     assert (result.attempted, result.delivered) == (0, 0) and result.ok
+
+
+def test_a_token_bearing_url_never_reaches_the_logs_even_at_debug(receiver, caplog):
+    # Mattermost webhooks carry their token in the path; apprise logs "Mattermost POST URL:
+    # http://host/hooks/<token>" at DEBUG and urllib3 logs the request path at DEBUG
+    token = "mmost-token-canary-4f1d0c9b2e"
+    live = SecretStr(f"mmost://127.0.0.1:{receiver.port}/{token}")
+    dead = SecretStr(f"mmost://127.0.0.1:1/{token}-dead")
+    with caplog.at_level(logging.DEBUG):
+        result = send_alert([live, dead], "t", "b")
+    assert (result.delivered, result.failed_positions) == (1, (1,))
+    assert receiver.payloads and "b" in receiver.payloads[0]["text"]
+    assert any(record.name == "apprise" for record in caplog.records)  # apprise was heard
+    assert token not in caplog.text
+    assert logging.getLogger("apprise").getEffectiveLevel() > logging.DEBUG
