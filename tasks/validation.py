@@ -14,6 +14,7 @@ from prefect.cache_policies import NONE
 from mlops_onprem import batch_gate, ledger
 from mlops_onprem.contracts import Contract, find_contract, load_contract
 from mlops_onprem.store import open_store
+from mlops_onprem.validation import report_markdown
 
 
 def _artifact_key(*parts: str) -> str:
@@ -80,12 +81,10 @@ def register_landings(
     return todo
 
 
-def _verdict_markdown(verdict: batch_gate.GateVerdict, result_markdown: str) -> str:
-    routed = ("validated copy" if verdict.success else "**quarantined at**")
-    return "\n".join([
-        f"## `{verdict.source_key}` ({verdict.stage} batch)", "",
-        f"- batch version: `{verdict.version}`",
-        f"- {routed}: `{verdict.routed_key}`", "", result_markdown])
+def validation_artifact_keys(dataset: str, version: str) -> tuple[str, str]:
+    """The report's artifact keys: the dataset's (its latest verdict, history in the key's
+    timeline) and the batch version's own, so a later pass never hides a rejected batch."""
+    return _artifact_key("validation", dataset), _artifact_key("validation", dataset, version)
 
 
 # no retries: re-gating the same bytes gives the same verdict and the same keys; the store
@@ -96,7 +95,8 @@ def validate_batch(dataset: str, version: str, contract_path: str | None = None)
     verdict in the ledger (the commit marker). Returns the verdict record (None when the version
     was superseded by new bytes under its key meanwhile).
 
-    Publishes a markdown artifact naming the batch, its version and where it was routed.
+    Publishes the validation report (verdict, quarantine key or validated copy, failed rules
+    with their expected bounds/values) under the dataset's artifact key and the version's own.
     """
     logger = get_run_logger()
     store, contract = open_store(), dataset_contract(dataset, contract_path)
@@ -112,10 +112,12 @@ def validate_batch(dataset: str, version: str, contract_path: str | None = None)
     view = ledger.VersionView(state, True)
     verdict, result, event = batch_gate.gate_version(store, contract, index, view)
     ledger.record(store, dataset, [event])
-    create_markdown_artifact(
-        markdown=_verdict_markdown(verdict, result.summary_markdown(result_key=verdict.result_key)),
-        key=_artifact_key("validation", dataset, "passed" if verdict.success else "rejected"),
-        description=f"Contract validation of {verdict.source_key}")
+    report = report_markdown(result, source_key=verdict.source_key, version=verdict.version,
+                             routed_key=verdict.routed_key, result_key=verdict.result_key)
+    outcome = "passed" if verdict.success else "rejected"
+    for key in validation_artifact_keys(dataset, verdict.version):
+        create_markdown_artifact(markdown=report, key=key,
+                                 description=f"Contract validation of {verdict.source_key}: {outcome}")
     if verdict.success:
         logger.info("%s -> %s: %s", verdict.source_key, verdict.routed_key, verdict.summary)
     else:

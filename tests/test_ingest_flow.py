@@ -6,12 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from prefect.artifacts import Artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.sorting import ArtifactSort
 
 from flows.ingest import ingest_batch
 from mlops_onprem import keys, ledger
 from mlops_onprem.store.parquet import dataframe_to_parquet_bytes, get_dataframe
 from mlops_onprem.synthetic import SyntheticSpec, generate_batch, make_contract
-from mlops_onprem.validation import BatchRejectedError
+from mlops_onprem.validation import BatchRejectedError, contract_rules
 
 pytestmark = pytest.mark.s3
 
@@ -50,7 +53,7 @@ def test_valid_batch_is_published_in_contract_order_and_recorded(s3_env, s3_stor
     view = ledger.version_for_key(ledger.read_index(s3_store, "shop"), source)
     assert view.status == "validated" and view.validation["contract_version"] == make_contract(SPEC).version
     assert s3_store.get_json(view.validation["result_key"])["success"] is True
-    artifact = Artifact.get("validation-shop-passed")
+    artifact = Artifact.get(f"validation-shop-{verdict['version']}")
     assert artifact is not None and "PASSED" in artifact.data and source in artifact.data
 
 
@@ -93,12 +96,13 @@ def test_a_reupload_that_fails_leaves_the_training_set(s3_env, s3_store, contrac
 def test_every_pending_batch_is_gated_in_one_run_and_the_run_fails_naming_the_rejected(
     s3_env, s3_store, contract_path
 ):
-    good = land(s3_store, "dt=2026-11-01/a.parquet", batch_bytes(100, seed=1))
+    # the rejected batch is gated first, the passing one after it (data date order)
     batch = generate_batch(SPEC, 200, seed=2, start_row=1000)
     batch.loc[5, "num_00"] = np.inf
     batch.loc[7, "cat_00"] = "zulu"
     original = dataframe_to_parquet_bytes(batch)
-    bad = land(s3_store, "dt=2026-11-02/a.parquet", original)  # same file name, other partition
+    bad = land(s3_store, "dt=2026-11-01/a.parquet", original)
+    good = land(s3_store, "dt=2026-11-02/a.parquet", batch_bytes(100, seed=1))  # same file name
 
     state = ingest_batch("shop", contract_path=contract_path, return_state=True)
 
@@ -112,12 +116,24 @@ def test_every_pending_batch_is_gated_in_one_run_and_the_run_fails_naming_the_re
     assert quarantined in state.message and s3_store.get_bytes(quarantined) == original
     assert s3_store.get_bytes(bad) == original  # the landed object is untouched
     assert not s3_store.exists(keys.validated_key("shop", rejected.id))
-    artifact = Artifact.get("validation-shop-rejected")
-    assert "FAILED" in artifact.data and quarantined in artifact.data
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:  # what the runs list shows
+    with get_client(sync_client=True) as client:  # what the runs list and artifacts show
         run = client.read_flow_run(state.state_details.flow_run_id)
+        published = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])),
+            sort=ArtifactSort.CREATED_DESC)
+    reports = {}
+    for artifact in reversed(published):  # oldest first: a key's later report wins
+        if (artifact.key or "").startswith("validation-"):
+            reports[artifact.key] = artifact.data
+    bad_key = f"validation-shop-{rejected.id}"
+    good_key = f"validation-shop-{ledger.version_for_key(index, good).id}"
+    assert set(reports) == {"validation-shop", bad_key, good_key}  # one per dataset, one per batch
+    assert "PASSED" in reports["validation-shop"]  # the later pass is the dataset's latest ...
+    assert "REJECTED" in reports[bad_key] and quarantined in reports[bad_key]  # ... never hiding this
+    expected = {r.rule_id: r.description for r in contract_rules(make_contract(SPEC), "training")}
+    for rule_id in ("range:num_00", "categories:cat_00"):  # bounds and allowed values shown
+        assert f"| `{rule_id}` | {expected[rule_id]} |" in reports[bad_key]
+    assert "PASSED" in reports[good_key] and quarantined not in reports[good_key]
     assert run.name == "ingest shop - 1 rejected"
     assert {"dataset:shop", "rejected"} <= set(run.tags)
 

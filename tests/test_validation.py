@@ -273,4 +273,4 @@ def test_markdown_summary_lists_failures_in_a_table():
     markdown = result.summary_markdown(result_key="validation/tiny/b1.json")
     assert markdown.startswith("**FAILED")
     assert "validation/tiny/b1.json" in markdown
-    assert "| range:x | error | x | expect_column_values_to_be_between |" in markdown
+    assert "| `range:x` | values in [0.0, 10.0] | e.g. -1.0, 11.0, 12.5 | 3 |" in markdown

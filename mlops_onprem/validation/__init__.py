@@ -40,6 +40,7 @@ from mlops_onprem.validation.gate import (
     rejection_message,
 )
 from mlops_onprem.validation.gx_engine import build_expectation_suite, validate_dataframe
+from mlops_onprem.validation.render import report_markdown, result_markdown
 from mlops_onprem.validation.results import RuleResult, ValidationResult, unreadable_result
 from mlops_onprem.validation.rules import (
     EXAMPLE_COUNT,
@@ -73,6 +74,8 @@ __all__ = [
     "quarantine_batch",
     "raise_for_result",
     "rejection_message",
+    "report_markdown",
+    "result_markdown",
     "unreadable_result",
     "validate_dataframe",
 ]

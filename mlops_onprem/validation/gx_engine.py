@@ -216,9 +216,8 @@ def validate_dataframe(
         referenced = _referenced_columns(rule)
         blocked = sorted(c for c in referenced if c in unusable or c not in columns)
         if blocked:
-            results[rule.rule_id] = RuleResult(
-                rule.rule_id, rule.kind, rule.column, rule.expectation, rule.severity.value,
-                "skipped", message=f"not evaluated: column(s) {blocked} missing or of the wrong dtype")
+            results[rule.rule_id] = RuleResult.of(
+                rule, "skipped", message=f"not evaluated: column(s) {blocked} missing or of the wrong dtype")
         else:
             runnable.append(rule)
 
@@ -234,8 +233,7 @@ def validate_dataframe(
             by_rule.setdefault(r.expectation_config.meta["rule_id"], []).append(r)
         needs_detail: list[Rule] = []
         for rule in runnable:
-            res = RuleResult(rule.rule_id, rule.kind, rule.column, rule.expectation,
-                             rule.severity.value, "passed")
+            res = RuleResult.of(rule, "passed")
             got = by_rule.get(rule.rule_id, [])
             if len(got) != len(rule.screen):
                 raise NothingValidatedError(

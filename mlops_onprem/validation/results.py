@@ -10,7 +10,7 @@ from typing import Any
 
 from mlops_onprem.contracts import Contract, Severity
 from mlops_onprem.validation.render import _json_safe, _short, result_markdown
-from mlops_onprem.validation.rules import _stage
+from mlops_onprem.validation.rules import Rule, _stage
 
 
 @dataclass
@@ -27,6 +27,13 @@ class RuleResult:
     unexpected_count: int | None = None
     unexpected_examples: list[Any] = field(default_factory=list)
     message: str = ""
+    expected: str = ""  # what the contract asks: bounds, allowed values, dtype (full text)
+
+    @classmethod
+    def of(cls, rule: Rule, status: str, **fields: Any) -> RuleResult:
+        """A result for ``rule`` (ids, expectation, severity and expected text copied)."""
+        return cls(rule.rule_id, rule.kind, rule.column, rule.expectation, rule.severity.value,
+                   status, expected=rule.description, **fields)
 
     @property
     def evaluated(self) -> bool:
@@ -46,7 +53,7 @@ class RuleResult:
             "expectation": self.expectation, "severity": self.severity, "status": self.status,
             "observed": _json_safe(self.observed), "unexpected_count": self.unexpected_count,
             "unexpected_examples": [_json_safe(v) for v in self.unexpected_examples],
-            "message": self.message,
+            "message": self.message, "expected": self.expected,
         }
 
     def describe(self) -> str:
@@ -132,7 +139,8 @@ def unreadable_result(
     failed blocking rule ``readable`` whose message is the reader's message.
     """
     rule = RuleResult("readable", "readable", None, "read_batch", Severity.ERROR.value, "failed",
-                      observed=type(error).__name__, message=str(error))
+                      observed=type(error).__name__, message=str(error),
+                      expected="a batch the reader can parse")
     return ValidationResult(dataset=contract.dataset, contract_version=contract.version,
                             stage=_stage(stage), batch_id=batch_id, n_rows=0, n_columns=0,
                             rules=[rule], source_key=source_key)

@@ -65,6 +65,17 @@ def _finite_bound(value: float | None, default: float) -> float:
     return default if value is None else float(value)
 
 
+def _bounds_text(lo: float | None, hi: float | None) -> str:
+    """The range rule's expectation in words: an open side means "finite" on that side."""
+    if lo is not None and hi is not None:
+        return f"values in [{lo}, {hi}]"
+    if lo is not None:
+        return f"values >= {lo} (finite)"
+    if hi is not None:
+        return f"values <= {hi} (finite)"
+    return "values finite (no +-inf)"
+
+
 def _rules_for_stage(contract: Contract, stage: str) -> list[Rule]:
     """All rules with severity ERROR (``warn_only`` is applied by :func:`contract_rules`)."""
     err = Severity.ERROR
@@ -108,7 +119,7 @@ def _rules_for_stage(contract: Contract, stage: str) -> list[Rule]:
         if dtype == Dtype.FLOAT or (dtype == Dtype.INT and numeric_bounds):
             low = _finite_bound(lo, -_FLOAT_MAX)
             high = _finite_bound(hi, _FLOAT_MAX)
-            what = f"values in [{lo}, {hi}]" if numeric_bounds else "values finite (no +-inf)"
+            what = _bounds_text(lo, hi)
             rules.append(Rule(
                 f"range:{name}", "range", name, err, what, "expect_column_values_to_be_between",
                 screen=(

@@ -112,8 +112,7 @@ def _schema_results(
     for rule in rules:
         if not rule.is_schema:
             continue
-        res = RuleResult(rule.rule_id, rule.kind, rule.column, rule.expectation,
-                         rule.severity.value, "passed")
+        res = RuleResult.of(rule, "passed")
         col = rule.column
         if rule.kind == "unique_columns":
             if duplicates:
