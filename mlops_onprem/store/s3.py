@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,6 +64,7 @@ WRITER_META = "mlops-writer"  # user metadata carrying the nonce of the pointer 
 _WRITER_HEADER = "x-amz-meta-" + WRITER_META
 _PROBE_PREFIX = "control/cas-probe/"
 _EXCERPT_CHARS = 160
+_CAS_BACKOFF_S = 0.2  # first pause before write_pointer retries a conditional PUT (then doubled)
 
 # what a reply excerpt must never show: signing material, wherever a server pastes it
 _SECRET_PATTERNS = [
@@ -466,6 +468,7 @@ class S3Store(ObjectStore):
             if isinstance(refused, StoreUnavailableError):
                 if attempt < self._retries:
                     attempt += 1
+                    time.sleep(_CAS_BACKOFF_S * 2 ** (attempt - 1))
                     continue
                 raise StoreUnavailableError(
                     f"conditional write of pointer {key!r} in {self.location} did not complete "
