@@ -121,6 +121,17 @@ def _threshold_lines(record: dict[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
+def _figure_lines(png: bytes | None, task: str | None) -> list[str]:
+    if not png:
+        return []
+    import base64
+
+    what = {"binary_classification": "ROC, precision-recall, confusion at the threshold",
+            "multiclass_classification": "confusion matrix",
+            "regression": "predicted vs actual, residuals"}.get(str(task), "holdout")
+    return [f"![holdout: {what}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})", ""]
+
+
 def _decision_lines(decisions: list[dict[str, Any]]) -> list[str]:
     """The registry's decisions about this version (history events naming it)."""
     if not decisions:
@@ -141,9 +152,43 @@ def _decision_lines(decisions: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
-def render_card_markdown(card: dict[str, Any], decisions: list[dict[str, Any]] | None = None) -> str:
+def _importance_lines(importance: list[dict[str, Any]], metric: str | None, top: int = 12) -> list[str]:
+    """Permutation importance on the holdout (the features the model needs)."""
+    if not importance:
+        return []
+    lines = ["## Feature importance", "",
+             f"How much the holdout {metric} worsens when a feature's values are shuffled "
+             "(permutation importance; mean ± spread over the shuffles; ~0 = not used).", "",
+             "| feature | importance | ± |", "|---|---|---|"]
+    lines += [f"| {item['feature']} | {_fmt(item['importance'])} | {_fmt(item.get('std'))} |"
+              for item in importance[:top]]
+    if len(importance) > top:
+        lines.append(f"| … {len(importance) - top} more (card.json) | | |")
+    return [*lines, ""]
+
+
+def _status_lines(decisions: list[dict[str, Any]], invocation: dict[str, Any]) -> list[str]:
+    """Where the version stands and how it got there (from the registry's decisions)."""
+    spec = str(invocation.get("spec") or "")
+    trigger = ("retrain of " + spec.removeprefix("card:") + "'s recorded spec"
+               if spec.startswith("card:") else f"training of spec `{spec}`" if spec else None)
+    lines = [f"- **Trigger:** {trigger}"] if trigger else []
+    if decisions:
+        last = decisions[-1]
+        state = {"promoted": "champion", "rollback": "champion (rolled back to)",
+                 "challenger_set": "shadow challenger", "rejected": "not promoted",
+                 "challenger_retired": "retired challenger",
+                 "already_champion": "champion"}.get(last.get("action"), last.get("action"))
+        lines.append(f"- **Status (at its last decision):** {state}, {last.get('decided_at', '')[:19]}"
+                     " — see the decisions below; `mlops models list` shows the current one")
+    return [*lines, ""] if lines else []
+
+
+def render_card_markdown(card: dict[str, Any], decisions: list[dict[str, Any]] | None = None,
+                         figure_png: bytes | None = None) -> str:
     """The human-readable model card for ``card.json``'s content, plus the registry's
-    ``decisions`` about the version when given (both models' metrics on the same rows)."""
+    ``decisions`` about the version when given (both models' metrics on the same rows) and the
+    holdout figure inlined when given."""
     data = card.get("data", {})
     contract = card.get("contract", {})
     lineage = card.get("lineage", {})
@@ -158,17 +203,22 @@ def render_card_markdown(card: dict[str, Any], decisions: list[dict[str, Any]] |
         f"- **Created:** {card.get('created_at')}",
         f"- **Contract:** `{contract.get('dataset')}` v{contract.get('version')}, "
         f"{len(contract.get('feature_names', []))} features",
+        *_status_lines(decisions or [], card.get("invocation") or {}),
         "",
         "## Holdout metrics",
         "",
         metrics_table(card.get("metrics", {}), primary),
         "",
         *_threshold_lines(card.get("decision_threshold")),
+        *_figure_lines(figure_png, card.get("task")),
+        *_importance_lines(card.get("feature_importance") or [], primary),
         *_decision_lines(decisions or []),
         "## Data",
         "",
         f"- rows: {data.get('rows')} (train {data.get('train_rows')}, holdout {data.get('holdout_rows')})",
         f"- split: {data.get('split')}",
+        *([f"- time range: {data['time_range'][0]} to {data['time_range'][1]}"]
+          if data.get("time_range") else []),
         f"- training data sha256: `{data.get('sha256')}`",
         f"- batch versions: {len(data.get('batch_versions') or data.get('object_keys', []))}",
         "",

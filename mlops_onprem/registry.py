@@ -9,6 +9,7 @@ Layout (keys built in :mod:`mlops_onprem.keys`)::
     models/<name>/<version>/contract.yaml         the contract the model was trained under
     models/<name>/<version>/reference_profile.json monitoring reference
     models/<name>/<version>/card.md               human-readable model card
+    models/<name>/<version>/card.png              its holdout figure (curves, confusion, residuals)
     models/<name>/<version>/card.json             written LAST: the version's commit marker
     models/<name>/aliases/champion.json           CAS pointer {"version": n, "previous_version": m}
     models/<name>/history/<time>-<id>.json        one immutable object per decision
@@ -35,6 +36,7 @@ from mlops_onprem.contracts import Contract, Task, parse_contract
 from mlops_onprem.errors import ModelError, ObjectNotFoundError, PointerConflictError
 from mlops_onprem.model_card import code_version as current_code_version
 from mlops_onprem.model_card import package_versions, render_card_markdown, utc_now
+from mlops_onprem.model_insights import holdout_figure
 from mlops_onprem.model_spec import HIGHER_IS_BETTER
 from mlops_onprem.onnx_export import ParityError, ParityResult, check_parity, set_metadata_props
 from mlops_onprem.onnx_io import (
@@ -71,6 +73,7 @@ from mlops_onprem.training import (
 CHAMPION = "champion"
 CARD_JSON = "card.json"
 CARD_MD = "card.md"
+CARD_FIGURE = "card.png"
 CONTRACT_FILE = "contract.yaml"
 _MAX_ALLOCATION_ATTEMPTS = 1000
 
@@ -211,6 +214,12 @@ def load_contract(store: ObjectStore, mv: ModelVersion) -> Contract:
     return parse_contract(store.get_bytes(key).decode("utf-8"), source=key)
 
 
+def load_card_figure(store: ObjectStore, mv: ModelVersion) -> bytes | None:
+    """The version's holdout figure (``card.png``), None for versions registered without one."""
+    record = mv.card.get("files", {}).get("figure")
+    return store.get_bytes(record["key"]) if record else None
+
+
 def load_eval_frame(store: ObjectStore, mv: ModelVersion) -> pd.DataFrame:
     """The version's holdout rows (with the native scores)."""
     return get_dataframe(store, mv.card["files"]["eval"]["key"])
@@ -338,6 +347,14 @@ def register_candidate(
     eval_frame = get_dataframe(store, candidate.staged[EVAL_FILE])
     eval_key = keys.model_file_key(name, version, EVAL_FILE)
     files["eval"] = {"key": eval_key, "bytes": put_dataframe(store, eval_key, eval_frame).size}
+    native = native_scores_from_eval(eval_frame)
+    figure = holdout_figure(
+        Task(candidate.task), encode_labels(eval_frame[contract.label_name], contract),
+        native.score, native.probabilities,
+        threshold=(candidate.decision_threshold or {}).get("value"),
+        classes=list(contract.label.classes or ()) or None)
+    if figure:
+        put("figure", CARD_FIGURE, figure, "image/png")
 
     task = Task(candidate.task)
     scores = run_scores(create_session(onnx_bytes, name=f"{name} v{version}"),
@@ -356,6 +373,7 @@ def register_candidate(
         "params": candidate.params,
         "metrics": candidate.metrics,
         "decision_threshold": candidate.decision_threshold,
+        "feature_importance": candidate.feature_importance,
         "primary_metric": {
             "name": candidate.primary_metric,
             "higher_is_better": HIGHER_IS_BETTER[candidate.primary_metric],
@@ -384,7 +402,7 @@ def register_candidate(
         },
         "files": files,
     }
-    card_md = render_card_markdown(card)
+    card_md = render_card_markdown(card, figure_png=figure)
     put("card_md", CARD_MD, card_md.encode("utf-8"), "text/markdown")
     card["files"] = files
     store.put_json(keys.model_card_key(name, version), card)  # commit marker: last

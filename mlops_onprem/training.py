@@ -29,6 +29,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from mlops_onprem import keys
 from mlops_onprem.contracts import Contract, Dtype, Task
 from mlops_onprem.errors import ModelError
+from mlops_onprem.model_insights import permutation_importance
 from mlops_onprem.model_spec import (
     CLASSIFICATION_METRICS,
     HIGHER_IS_BETTER,
@@ -80,6 +81,7 @@ class TrainedModel:
     fit_seconds: float = 0.0
     params: dict[str, Any] = field(default_factory=dict)
     threshold: ThresholdChoice | None = None  # binary only
+    feature_importance: list[dict[str, Any]] = field(default_factory=list)  # permutation, holdout
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -357,6 +359,14 @@ def train_model(frame: pd.DataFrame, contract: Contract, spec: ModelSpec) -> Tra
     rule = spec.threshold_for(task)  # raises for a threshold on a non-binary spec
     threshold = (choose_threshold(rule, y_holdout, np.asarray(scores.probabilities)[:, 1])
                  if task == Task.BINARY else None)
+
+    def predict(x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        native = native_scores(pipeline, x, task)
+        return native.score, native.probabilities
+
+    importance = permutation_importance(
+        predict, x_holdout, y_holdout, task, spec.primary_metric_for(task),
+        threshold=None if threshold is None else threshold.value, seed=spec.seed)
     return TrainedModel(
         pipeline=pipeline,
         spec=spec,
@@ -372,6 +382,7 @@ def train_model(frame: pd.DataFrame, contract: Contract, spec: ModelSpec) -> Tra
         fit_seconds=fit_seconds,
         threshold=threshold,
         params=json.loads(json.dumps(spec.estimator_params(task), default=str)),
+        feature_importance=importance,
     )
 
 
@@ -421,6 +432,7 @@ class Candidate:
     export_seconds: float
     staged: dict[str, str]  # file name -> staging key
     decision_threshold: dict[str, Any] | None = None  # binary: ThresholdChoice.to_dict()
+    feature_importance: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -457,6 +469,14 @@ def native_scores_from_eval(frame: pd.DataFrame) -> ScoreArrays:
         label=frame[NATIVE_LABEL].to_numpy(dtype=np.int64),
         probabilities=frame[proba_columns].to_numpy(dtype=np.float64),
     )
+
+
+def _time_range(frame: pd.DataFrame, contract: Contract) -> list[str] | None:
+    """First and last timestamp of the training rows (None without a timestamp column)."""
+    if not contract.timestamp or contract.timestamp not in frame or frame.empty:
+        return None
+    values = pd.to_datetime(frame[contract.timestamp], errors="coerce").dropna()
+    return None if values.empty else [values.min().isoformat(), values.max().isoformat()]
 
 
 def train_candidate(
@@ -523,6 +543,7 @@ def train_candidate(
             "batch_versions": lineage.versions,
             "window": {"days": window_days, "batches": window_batches},
             "rows": lineage.rows,
+            "time_range": _time_range(frame, contract),
             "train_rows": trained.train_rows,
             "holdout_rows": len(trained.holdout),
             "split": trained.split_method,
@@ -541,6 +562,7 @@ def train_candidate(
         export_seconds=export_seconds,
         staged=staged,
         decision_threshold=trained.threshold.to_dict() if trained.threshold else None,
+        feature_importance=trained.feature_importance,
     )
     store.put_json(keys.model_staging_key(model_name, run_id, CANDIDATE_FILE), candidate.to_dict())
     return candidate

@@ -19,6 +19,7 @@ from mlops_onprem.registry import (
     decisions_about,
     get_version,
     list_versions,
+    load_card_figure,
     promote_if_better,
     register_candidate,
 )
@@ -42,13 +43,15 @@ def register_model_task(
     """
     record = Candidate.from_dict(candidate)
     contract = dataset_contract(record.dataset, contract_path)
+    store = open_store()
     mv = register_candidate(
-        open_store(), record, contract, ParityResult(**parity), flow_run_id=flow_run_id,
+        store, record, contract, ParityResult(**parity), flow_run_id=flow_run_id,
         invocation=invocation,
     )
     card_key = keys.model_card_key(mv.name, mv.version)
     create_markdown_artifact(
-        markdown=render_card_markdown(mv.card) + f"\n\nCard: `{card_key}`\n",
+        markdown=render_card_markdown(mv.card, figure_png=load_card_figure(store, mv))
+        + f"\n\nCard: `{card_key}`\n",
         key=artifact_key("model-card", mv.name),
         description=f"Model card of {mv.name} v{mv.version}",
     )
@@ -117,9 +120,10 @@ def promote_model_task(model_name: str, version: int, margin: float = 0.0) -> di
         key=artifact_key("promotion", model_name),
         description=f"Promotion decision for {model_name} v{version}",
     )
+    mv = get_version(store, model_name, version)
     create_markdown_artifact(
-        markdown=render_card_markdown(get_version(store, model_name, version).card,
-                                      decisions_about(store, model_name, version))
+        markdown=render_card_markdown(mv.card, decisions_about(store, model_name, version),
+                                      figure_png=load_card_figure(store, mv))
         + f"\n\nCard: `{keys.model_card_key(model_name, version)}`\n",
         key=artifact_key("model-card", model_name),
         description=f"Model card of {model_name} v{version} with its promotion decision",
