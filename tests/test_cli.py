@@ -101,7 +101,7 @@ def test_ingest_gates_every_pending_batch_and_prints_one_line_each(ingested):
     assert sum(line.startswith("validated  incoming/demo/h00") for line in lines) == 2
     assert sum(line.startswith("validated  inbox/demo/s00") for line in lines) == 2
     assert lines[-1] == "demo: 4 batch version(s) validated, 0 rejected"
-    assert "ingest-batch demo" in ingested.err  # what started, when not on a terminal
+    assert "ingest-batch demo: started" in ingested.err  # then the flow's log, then the time
 
 
 def test_ingest_exits_1_naming_a_rejected_batch_and_its_quarantine(ingested, store):
@@ -241,6 +241,13 @@ def test_python_m_flows_keeps_its_options_through_the_cli(module, option, monkey
         runpy.run_module(module, run_name="__main__")
     assert exit_.value.code == 0 and option in out.getvalue()
     assert "--json" in out.getvalue()
+
+
+def test_doctor_json_lists_every_check_and_its_verdict(store):
+    ran = mlops("doctor", "--probe-mib", "1", "--json")
+    report = json.loads(ran.out)
+    assert {"cpu cores", "python"} <= {check["name"] for check in report["checks"]}
+    assert ran.code == (0 if report["passed"] else 1)
 
 
 def test_every_command_is_documented_in_the_help():

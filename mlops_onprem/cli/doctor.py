@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mlops_onprem.cli.output import print_json
 from mlops_onprem.doctor import Status, render_table, run_checks
 from mlops_onprem.settings import get_settings
 
@@ -11,13 +12,18 @@ from mlops_onprem.settings import get_settings
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("doctor", help="check this host, Prefect and the object store")
     parser.add_argument("--probe-mib", type=int, default=64, help="size of the store speed probe")
+    parser.add_argument("--json", action="store_true", help="every check as JSON")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     results = run_checks(get_settings(), probe_mib=args.probe_mib)
-    print(render_table(results))
     gaps = [r for r in results if r.status == Status.FAIL]
+    if args.json:
+        print_json({"checks": [{"name": r.name, "status": r.status.value, "detail": r.detail}
+                               for r in results], "passed": not gaps})
+        return 1 if gaps else 0
+    print(render_table(results))
     if gaps:
         print("\ngaps:")
         for gap in gaps:

@@ -1,10 +1,11 @@
-"""How ``mlops`` commands print: plain aligned tables for people, ``--json`` for scripts, and a
-progress indication while a flow runs."""
+"""How ``mlops`` commands print: plain aligned tables for people, ``--json`` for scripts, and
+what is running while a flow runs."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -56,13 +57,13 @@ def print_fields(fields: Sequence[tuple[str, Any]]) -> None:
 
 @contextmanager
 def progress(message: str) -> Iterator[None]:
-    """A spinner on stderr while a long job runs, when stderr is a terminal (the flow's own
-    log lines scroll above it); otherwise one line saying what started, so logs stay clean."""
-    if not sys.stderr.isatty():
-        print(f"{message} ...", file=sys.stderr)
+    """Say on stderr what started and, at the end, how long it took; in between the flow's own
+    log lines (each task's start and finish) are the progress. A rich spinner was tried: Prefect's
+    console handler writes to the stream it captured at start-up, so its lines landed on the
+    spinner's line instead of above it."""
+    started = time.monotonic()
+    print(f"{message}: started (the flow's log follows)", file=sys.stderr, flush=True)
+    try:
         yield
-        return
-    from rich.console import Console  # installed with Prefect
-
-    with Console(stderr=True).status(message, spinner="dots"):
-        yield
+    finally:
+        print(f"{message}: {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
