@@ -110,7 +110,6 @@ def reply_excerpt(text: str | bytes | None, *, secrets: tuple[str, ...] = (),
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-
 class S3Store(ObjectStore):
     """An :class:`ObjectStore` on MinIO or any S3-compatible server."""
 
@@ -161,12 +160,15 @@ class S3Store(ObjectStore):
             other=0, redirect=0, raise_on_status=False,
         )))
         # exact values an excerpt must never show, whatever a server pastes into its reply
-        self._secrets = (settings.s3_access_key.get_secret_value(),
-                         settings.s3_secret_key.get_secret_value())
+        self._secrets = (settings.s3_access_key, settings.s3_secret_key)
         self._bucket_ready = False
         self._cas_supported: bool | None = None
 
     # --- error translation ------------------------------------------------------------------
+    @property
+    def _secret_values(self) -> tuple[str, ...]:
+        return tuple(secret.get_secret_value() for secret in self._secrets if secret is not None)
+
     def _call(self, what: str, key: str | None, operation: Callable[[], T]) -> T:
         """Run one SDK call, translating its failures into our error families.
 
@@ -189,10 +191,10 @@ class S3Store(ObjectStore):
             status = getattr(exc.response, "status", None)
             http = f"HTTP {status}" if status else "HTTP ?"
             if not code:
+                excerpt = reply_excerpt(getattr(exc.response, "data", None), secrets=self._secret_values)
                 return StoreError(
                     f"{what} {target}: the endpoint did not answer like S3 ({http}, an XML reply "
-                    f"without an error code): is MLOPS_S3_ENDPOINT an S3 server? "
-                    f"reply begins: {reply_excerpt(getattr(exc.response, 'data', None), secrets=self._secrets)!r}"
+                    f"without an error code): is MLOPS_S3_ENDPOINT an S3 server? reply begins: {excerpt!r}"
                 )
             if code in ("NoSuchKey", "NoSuchObject") or (code == "ResourceNotFound" and key):
                 return ObjectNotFoundError(f"object {key!r} not found in {self.location}")
@@ -205,7 +207,7 @@ class S3Store(ObjectStore):
                 )
             if code == "PreconditionFailed":
                 return PointerConflictError(f"{what} {target}: precondition failed ({http})")
-            message = reply_excerpt(exc.message, secrets=self._secrets)
+            message = reply_excerpt(exc.message, secrets=self._secret_values)
             return StoreError(f"{what} {target} failed ({http}): {reply_excerpt(code)}: {message}")
         if isinstance(exc, ServerError):
             return StoreUnavailableError(
@@ -219,7 +221,7 @@ class S3Store(ObjectStore):
                 f"{what} {target}: the endpoint did not answer like S3 (HTTP "
                 f"{getattr(exc, '_code', '?')}, {content_type}, {len(body or '')} characters, not an "
                 f"S3 XML reply): is MLOPS_S3_ENDPOINT an S3 server? reply begins: "
-                f"{reply_excerpt(body, secrets=self._secrets)!r}"
+                f"{reply_excerpt(body, secrets=self._secret_values)!r}"
             )
         if isinstance(exc, XMLParseError):
             return StoreError(
@@ -235,7 +237,7 @@ class S3Store(ObjectStore):
         if isinstance(exc, MinioException):
             return StoreError(
                 f"{what} {target} failed: {type(exc).__name__}: "
-                f"{reply_excerpt(str(exc), secrets=self._secrets)}"
+                f"{reply_excerpt(str(exc), secrets=self._secret_values)}"
             )
         return None
 
