@@ -105,7 +105,8 @@ class ObjectStore(ABC):
         """Compare-and-swap: write ``value`` only if the pointer still has ``expected_token``.
 
         ``expected_token=None`` means "create; the key must not exist yet".
-        Raises :class:`PointerConflictError` when another writer got there first.
+        Raises :class:`PointerConflictError` when another writer got there first, and only
+        then: a write that committed is reported as won even if its reply was lost.
         """
 
     def exists(self, key: str) -> bool:
