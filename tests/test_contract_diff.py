@@ -177,6 +177,14 @@ def test_a_retyped_feature_is_one_change_not_also_a_range_change():
     assert [(c.kind, c.column) for c in changes] == [(MAJOR, "amount")]
 
 
+def test_adding_a_minimum_narrows_and_dropping_it_widens():
+    no_min = edit(base(), feature="visits", min=None)
+    (added,) = diff_contracts(no_min, base())
+    assert (added.kind, added.column, added.message) == (MAJOR, "visits", "min 0 added (range narrowed)")
+    (dropped,) = diff_contracts(base(), no_min)
+    assert (dropped.kind, dropped.message) == (MINOR, "min 0 dropped (range widened)")
+
+
 def test_required_bump_is_the_largest_change():
     new = edit(edit(base(), description="x"), feature="amount", min=-1)
     assert required_bump(diff_contracts(base(), new)) == MINOR
