@@ -39,6 +39,7 @@ from mlops_onprem.retrain_control import (
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store import open_store
 from tasks.registry import emit_promoted
+from tasks.run_labels import related_links
 from tasks.training import artifact_key
 
 DRIFT_EVENT = "mlops.drift.detected"
@@ -98,8 +99,11 @@ def compute_drift_report(
     if report.decision.status == DECISION_NO_DRIFT and close_episode(
             store, model_name, report_key=report_keys.json):
         logger.info("clean window: the drift episode the last retrain answered is closed")
+    links = related_links({"model card": artifact_key("model-card", model_name),
+                           "trend": artifact_key("monitoring-trend", model_name),
+                           "last promotion": artifact_key("promotion", model_name)})
     create_markdown_artifact(
-        markdown=markdown + f"\nReport: `{report_keys.json}`\n",
+        markdown=markdown + f"\nReport: `{report_keys.json}`\n\n{links}\n",
         key=artifact_key("drift-report", model_name),
         description=report.summary(),
     )
@@ -340,7 +344,9 @@ def publish_monitoring_trend(model_name: str, run_id: str | None,
     }
     history = (note_outcome(store, model_name, run_id, **outcome) if run_id
                else read_signal_history(store, model_name))
-    markdown = trend_markdown(model_name, history)
+    markdown = trend_markdown(model_name, history) + "\n" + related_links({
+        "latest drift report": artifact_key("drift-report", model_name),
+        "model card": artifact_key("model-card", model_name)}) + "\n"
     create_markdown_artifact(markdown=markdown, key=artifact_key("monitoring-trend", model_name),
                              description=f"Monitoring trend of {model_name} (last runs)")
     return markdown

@@ -25,6 +25,7 @@ from mlops_onprem.registry import (
 )
 from mlops_onprem.store import open_store
 from mlops_onprem.training import Candidate
+from tasks.run_labels import related_links
 from tasks.training import artifact_key
 from tasks.validation import dataset_contract
 
@@ -51,7 +52,8 @@ def register_model_task(
     card_key = keys.model_card_key(mv.name, mv.version)
     create_markdown_artifact(
         markdown=render_card_markdown(mv.card, figure_png=load_card_figure(store, mv))
-        + f"\n\nCard: `{card_key}`\n",
+        + f"\n\nCard: `{card_key}`\n\n"
+        + related_links({"promotion decision": artifact_key("promotion", mv.name)}) + "\n",
         key=artifact_key("model-card", mv.name),
         description=f"Model card of {mv.name} v{mv.version}",
     )
@@ -116,7 +118,8 @@ def promote_model_task(model_name: str, version: int, margin: float = 0.0) -> di
         store, model_name, version, margin=margin, raise_on_reject=False
     ).to_dict()
     create_markdown_artifact(
-        markdown=decision_markdown(decision),
+        markdown=decision_markdown(decision) + "\n\n" + related_links(
+            {"model card": artifact_key("model-card", model_name)}) + "\n",
         key=artifact_key("promotion", model_name),
         description=f"Promotion decision for {model_name} v{version}",
     )

@@ -6,6 +6,10 @@ outcome worth seeing in the list is appended to the name and tagged (the design'
 state stays Completed when the run did its job, e.g. a monitoring run that found drift; a
 rejected batch already fails its run): `` - drift``, `` - insufficient data``,
 `` - N rejected``.
+
+:func:`related_links` ends an artifact with links to the artifacts it refers to (by key: the UI's
+``/artifacts/key/<key>`` page shows the latest version and its history) and to the run that made
+it, built from ``PREFECT_UI_URL``; without a UI URL (embedded) it names the keys instead.
 """
 
 from __future__ import annotations
@@ -44,3 +48,20 @@ def mark_run(*, suffix: str | None = None, tags: Iterable[str] = ()) -> None:
                                    tags=sorted(set(current.tags) | set(tags)) if tags else None)
     except Exception as exc:  # noqa: BLE001 - a label is never worth a failed run
         get_run_logger().warning("could not label the flow run: %s", type(exc).__name__)
+
+
+def related_links(artifact_keys: dict[str, str], *, this_run: bool = True,
+                  ui_url: str | None = None) -> str:
+    """A markdown line linking ``{label: artifact key}`` (and the current flow run) in the UI
+    at ``ui_url`` (default: Prefect's ``PREFECT_UI_URL``; empty: name the keys instead)."""
+    from prefect.settings import get_current_settings
+
+    ui = (get_current_settings().ui_url if ui_url is None else ui_url) or ""
+    ui = ui.rstrip("/")
+    parts = [f"[{label}]({ui}/artifacts/key/{key})" if ui else f"{label} `{key}`"
+             for label, key in artifact_keys.items()]
+    if this_run and runtime.flow_run.id and ui:  # the page Prefect's own "View at" logs name
+        parts.append(f"[this run]({ui}/runs/flow-run/{runtime.flow_run.id})")
+    elif this_run and runtime.flow_run.id:
+        parts.append(f"this run `{runtime.flow_run.name}` (`{runtime.flow_run.id}`)")
+    return "**Related:** " + " · ".join(parts) if parts else ""

@@ -50,6 +50,7 @@ from mlops_onprem.scoring_plan import (
 )
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store import open_store
+from tasks.run_labels import related_links
 from tasks.validation import dataset_contract
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -251,6 +252,12 @@ def _artifact_key(model_name: str) -> str:
 def publish_scoring_summary(summary: dict[str, Any]) -> str:
     """Publish the run's markdown summary artifact; return the markdown."""
     markdown = scoring_summary_markdown(summary, summary["score_distribution"])
+    if summary.get("model_name"):
+        name = summary["model_name"]
+        markdown += "\n\n" + related_links({
+            "model card": "model-card-" + _artifact_key(name).removeprefix("scoring-"),
+            "latest drift report": "drift-report-" + _artifact_key(name).removeprefix("scoring-"),
+        }) + "\n"
     create_markdown_artifact(
         markdown=markdown, key=_artifact_key(summary["model_name"]),
         description=f"scoring run {summary['run_id']} of {summary['model_name']} "
