@@ -6,7 +6,11 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+# one lock per dependency group, each with hashes (make lock): demo installs the runtime only
+digest = $(shell cat $(1) pyproject.toml | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-runtime-$(call digest,requirements.lock)
+STAMP_TEST := $(VENV)/.installed-test-$(call digest,requirements-test.lock)
+STAMP_BENCH := $(VENV)/.installed-bench-$(call digest,requirements-bench.lock)
 # the embedded Prefect database and UI state live in the repository folder, not in $HOME
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
@@ -15,36 +19,50 @@ export DO_NOT_TRACK ?= 1
 # the ephemeral API server can take longer than its 20 s default on a busy 2-core host
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: venv demo test test-ui lint bench ui doctor lock clean
+PHONY_VENVS := venv-test venv-bench
+.PHONY: venv $(PHONY_VENVS) demo test test-ui lint bench ui doctor lock clean
 
 venv: $(STAMP)
+venv-test: $(STAMP_TEST)
+venv-bench: $(STAMP_BENCH)
 
-$(STAMP): requirements.lock pyproject.toml
+# $(1): lock file, $(2): group name (stamp prefix)
+define install_lock
 	@start=$$(date +%s); \
 	test -x $(PY) || $(PYTHON) -m venv $(VENV); \
 	$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)" && \
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock && \
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --require-hashes -r $(1) && \
 	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e . && \
-	rm -f $(VENV)/.installed-* && touch $@ && \
-	echo "environment ready in $$(( $$(date +%s) - start )) s ($(VENV))"
+	rm -f $(VENV)/.installed-$(2)-* && touch $@ && \
+	echo "environment ($(2)) ready in $$(( $$(date +%s) - start )) s ($(VENV))"
+endef
+
+$(STAMP): requirements.lock pyproject.toml
+	$(call install_lock,requirements.lock,runtime)
+
+$(STAMP_TEST): requirements-test.lock pyproject.toml
+	$(call install_lock,requirements-test.lock,test)
+
+$(STAMP_BENCH): requirements-bench.lock pyproject.toml
+	$(call install_lock,requirements-bench.lock,bench)
 
 demo: venv
 	$(PY) -m flows.demo
 
-test: venv
+test: venv-test
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
-test-ui: venv
+test-ui: venv-test
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	mkdir -p tests/e2e/screenshots
 	MLOPS_E2E_SCREENSHOT_DIR=$(CURDIR)/tests/e2e/screenshots $(PY) -m pytest -q -m ui tests/e2e
 	@echo "screenshots in tests/e2e/screenshots/"
 
-lint: venv
+lint: venv-test
 	$(VENV)/bin/ruff check .
 
-bench: venv
+bench: venv-bench
 	@set -e; for script in bench/*.py; do echo "== $$script"; $(PY) $$script; done
 
 ui: venv
@@ -55,9 +73,13 @@ doctor: venv
 	$(VENV)/bin/mlops doctor
 
 # re-pin every dependency (no download addresses are recorded)
+# one lock per group, with hashes; the runtime pins bind the other two (same versions everywhere)
+LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-emit-index-url --custom-compile-command "make lock"
 lock: venv
-	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra bench --python-version 3.11 \
-		--no-emit-index-url -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test $(LOCK_FLAGS) -c requirements.lock -o requirements-test.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra bench $(LOCK_FLAGS) -c requirements.lock -o requirements-bench.lock
+	sed -i '/^    #   -c requirements.lock$$/d' requirements-test.lock requirements-bench.lock
 
 clean:
 	rm -rf $(VENV) .mlops-demo .prefect .pytest_cache bench/results/*.json

@@ -12,13 +12,18 @@ RUN useradd --system --create-home --home-dir /home/mlops mlops \
     && mkdir -p /var/lib/mlops-onprem && chown mlops /var/lib/mlops-onprem
 
 WORKDIR /opt/mlops-onprem
+# exactly the runtime pins `make test` ran against (hashes checked), then the project itself
+# without resolving anything again
+COPY requirements.lock ./
+RUN pip install --no-compile --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY mlops_onprem ./mlops_onprem
 COPY flows ./flows
 COPY tasks ./tasks
 COPY data_contracts ./data_contracts
+COPY model_specs ./model_specs
 COPY prefect.yaml ./
-RUN pip install --no-compile .
+RUN pip install --no-compile --no-deps .
 
 USER mlops
 CMD ["prefect", "worker", "start", "--pool", "mlops-process", "--type", "process"]
