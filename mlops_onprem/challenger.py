@@ -103,7 +103,8 @@ def set_challenger(store: ObjectStore, name: str, version: int, *, reason: str =
     contract = registry.load_contract(store, registry.get_version(store, name, champion))
     session = create_session(registry.load_onnx_bytes(store, candidate), name=f"{name} v{version}")
     try:
-        check_metadata_matches_contract(read_metadata(session), contract)
+        check_metadata_matches_contract(
+            read_metadata(session, f"{name} v{version} ({candidate.onnx_key})"), contract)
     except Exception as exc:  # FeatureMismatchError: it could not score the champion's batches
         raise ChallengerError(
             f"model {name!r} v{version} cannot score batches under champion v{champion}'s "

@@ -226,8 +226,12 @@ def write_manifest(store: ObjectStore, manifest: ScoringManifest) -> str:
 
 
 def read_manifest(store: ObjectStore, key: str) -> ScoringManifest:
-    """Read and parse the manifest at ``key`` (ObjectNotFoundError if the run is incomplete)."""
-    return ScoringManifest.from_json(store.get_json(key))
+    """Read and parse the manifest at ``key`` (ObjectNotFoundError if the run is incomplete,
+    ManifestError naming the key and the problem when it is malformed)."""
+    try:
+        return ScoringManifest.from_json(store.get_json(key))
+    except ManifestError as exc:
+        raise ManifestError(f"{key}: {exc}; it was not written by mlops-onprem or was edited") from exc
 
 
 def find_manifest(store: ObjectStore, model_name: str, model_version: int, run_id: str) -> ScoringManifest | None:

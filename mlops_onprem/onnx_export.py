@@ -176,18 +176,23 @@ def check_parity(
     fails and ``raise_on_failure``, FeatureMismatchError if the model's inputs disagree with
     the contract.
     """
-    assert contract.label is not None
+    if contract.label is None:
+        raise ExportError(f"contract {contract.dataset!r} declares no label: no parity to check")
     task = contract.label.task
     started = time.perf_counter()
     session = create_session(onnx_bytes, name=f"candidate for {contract.dataset}")
-    check_metadata_matches_contract(read_metadata(session), contract)
+    check_metadata_matches_contract(
+        read_metadata(session, f"candidate ONNX model for {contract.dataset}"), contract)
     onnx_scores = run_scores(session, feeds, task)
     if task == Task.REGRESSION:
         reference = native.score.reshape(-1, 1)
         got = onnx_scores.score.reshape(-1, 1)
         scale = np.maximum(1.0, np.abs(reference))
     else:
-        assert native.probabilities is not None and onnx_scores.probabilities is not None
+        if native.probabilities is None or onnx_scores.probabilities is None:
+            raise ExportError(
+                f"{contract.dataset}: a {task} model must give class probabilities (native: "
+                f"{native.probabilities is not None}, ONNX: {onnx_scores.probabilities is not None})")
         reference = np.asarray(native.probabilities, dtype=np.float64)
         got = np.asarray(onnx_scores.probabilities, dtype=np.float64)
         scale = np.ones_like(reference)

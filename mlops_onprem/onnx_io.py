@@ -243,8 +243,8 @@ def create_session(
         ) from exc
 
 
-def read_metadata(session: ort.InferenceSession) -> ModelMetadata:
-    """The ``mlops.*`` metadata of a loaded model.
+def read_metadata(session: ort.InferenceSession, source: str = "model") -> ModelMetadata:
+    """The ``mlops.*`` metadata of a loaded model (``source`` names it in errors: name, key).
 
     Raises CorruptModelError when a key is missing or a JSON value does not parse (the model
     was not exported by mlops-onprem, or was tampered with).
@@ -253,7 +253,7 @@ def read_metadata(session: ort.InferenceSession) -> ModelMetadata:
     missing = [key for key in META_KEYS if META_PREFIX + key not in props]
     if missing:
         raise CorruptModelError(
-            f"model lacks metadata {', '.join(META_PREFIX + k for k in missing)}: "
+            f"{source} lacks metadata {', '.join(META_PREFIX + k for k in missing)}: "
             "not exported by mlops-onprem's exporter"
         )
     try:
@@ -261,7 +261,7 @@ def read_metadata(session: ort.InferenceSession) -> ModelMetadata:
         feature_types = json.loads(props[META_PREFIX + "feature_types"])
         classes = json.loads(props[META_PREFIX + "classes"])
     except json.JSONDecodeError as exc:
-        raise CorruptModelError(f"model metadata is not valid JSON: {exc}") from exc
+        raise CorruptModelError(f"{source}: metadata is not valid JSON: {exc}") from exc
     return ModelMetadata(
         model_name=props[META_PREFIX + "model_name"],
         model_version=props[META_PREFIX + "model_version"],

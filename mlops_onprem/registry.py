@@ -435,7 +435,8 @@ def score_rows(store: ObjectStore, mv: ModelVersion, eval_frame: pd.DataFrame,
     if contract.label is None:
         raise ModelError(f"contract {contract.dataset!r} declares no label: nothing to evaluate")
     session = create_session(load_onnx_bytes(store, mv), name=f"{mv.name} v{mv.version}")
-    check_metadata_matches_contract(read_metadata(session), contract)
+    check_metadata_matches_contract(read_metadata(session, f"{mv.name} v{mv.version} ({mv.onnx_key})"),
+                                    contract)
     scores = run_scores(session, build_feeds(eval_frame, contract), contract.label.task)
     y_true = encode_labels(eval_frame[contract.label.name], contract)
     return Rows(y_true, np.asarray(scores.score, dtype=np.float64),

@@ -151,13 +151,14 @@ def clear_session_cache() -> None:
         _SESSIONS.clear()
 
 
-def check_session_matches_contract(session: ort.InferenceSession, contract: Contract) -> str:
+def check_session_matches_contract(session: ort.InferenceSession, contract: Contract,
+                                   source: str = "model") -> str:
     """Check a model's metadata against ``contract``; return the contract's task value.
 
     Raises FeatureMismatchError (names, order or types differ), CorruptModelError (no
     metadata) and ModelError when the contract has no label (no task to score for).
     """
-    meta = read_metadata(session)
+    meta = read_metadata(session, source)
     check_metadata_matches_contract(meta, contract)
     if contract.label is None:
         raise ModelError(f"contract {contract.dataset!r} declares no label: task unknown")
@@ -261,7 +262,10 @@ def score_parquet_file(
             f"of contract {contract.dataset!r} v{contract.version}"
         )
     schema = output_schema(input_schema.field(key_index), contract)
-    assert contract.label is not None
+    if contract.label is None:
+        raise DataValidationError(
+            f"contract {contract.dataset!r} v{contract.version} declares no label: a model of it "
+            f"cannot be scored ({input_key!r})")
     class_values = None
     if contract.label.task != Task.REGRESSION:
         class_values = pa.array(list(contract.label.classes or ()), schema.field(2).type)
@@ -604,5 +608,5 @@ def resolve_scoring_model(
         decision_threshold=threshold_of(version.card),
     )
     session = cached_session(model.sha256, lambda: model_bytes, name=f"{model.label} ({ref})")
-    check_session_matches_contract(session, contract)
+    check_session_matches_contract(session, contract, f"{model.label} ({ref}, {model.onnx_key})")
     return model

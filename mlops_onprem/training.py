@@ -334,7 +334,8 @@ def train_model(frame: pd.DataFrame, contract: Contract, spec: ModelSpec) -> Tra
     import time
 
     pipeline = build_pipeline(spec, contract)
-    assert contract.label is not None  # build_pipeline checked
+    if contract.label is None:  # build_pipeline checked; explicit under python -O too
+        raise TrainingDataError(f"contract {contract.dataset!r} declares no label: nothing to train")
     task = contract.label.task
     train, holdout, method = split_train_holdout(
         frame, contract, holdout_fraction=spec.holdout_fraction, seed=spec.seed, method=spec.split

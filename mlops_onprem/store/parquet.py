@@ -24,6 +24,10 @@ class NotParquetError(DataValidationError):
     """Bytes that should be Parquet are not (truncated, another format, corrupt footer)."""
 
 
+class MissingColumnsError(DataValidationError):
+    """A Parquet object lacks columns a reader asked for (e.g. after a contract change)."""
+
+
 def dictionary_columns(schema: pa.Schema) -> list[str]:
     """Columns worth dictionary-encoding: everything that is not a float."""
     return [f.name for f in schema if not pa.types.is_floating(f.type)]
@@ -48,7 +52,17 @@ def write_parquet_file(df: pd.DataFrame, path: Path) -> Path:
 
 
 def parquet_bytes_to_dataframe(data: bytes, columns: list[str] | None = None, *, source: str = "<bytes>") -> pd.DataFrame:
-    """Read Parquet bytes; raises :class:`NotParquetError` naming ``source`` if they are not Parquet."""
+    """Read Parquet bytes; raises :class:`NotParquetError` naming ``source`` if they are not
+    Parquet, :class:`MissingColumnsError` naming ``source`` and the columns it lacks."""
+    try:
+        names = pq.read_schema(io.BytesIO(data)).names
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        raise NotParquetError(f"{source} is not a readable Parquet file: {exc}") from exc
+    missing = [c for c in columns or () if c not in names]
+    if missing:
+        raise MissingColumnsError(
+            f"{source} lacks column(s) {missing} (it has {names[:20]}"
+            + (f" and {len(names) - 20} more" if len(names) > 20 else "") + ")")
     try:
         return pq.read_table(io.BytesIO(data), columns=columns).to_pandas()
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
