@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,6 +12,7 @@ from mlops_onprem import keys, registry
 from mlops_onprem.cli import main as cli_main
 from mlops_onprem.onnx_export import ParityError, ParityResult
 from mlops_onprem.onnx_io import create_session, read_metadata
+from mlops_onprem.reference_profile import ReferenceProfile
 from mlops_onprem.registry import (
     ModelIntegrityError,
     ModelNotFoundError,
@@ -53,15 +55,17 @@ def test_register_resolve_and_load_a_model_version(store):
     assert meta.model_version == "1" and meta.feature_names == contract.feature_names
     card = mv.card
     assert card["lineage"]["seed"] == 42 and card["lineage"]["flow_run_id"] == "test-run"
-    assert card["lineage"]["code_version"]  # a commit or "unknown"
+    code = card["lineage"]["code_version"]
+    assert code == "unknown" or re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?", code), code
     assert "scikit-learn" in card["lineage"]["packages"]
     assert card["data"]["sha256"] == meta.training_data_sha256
     assert card["contract"]["version"] == contract.version
     assert card["parity"]["passed"] is True
     for role in ("onnx", "native", "contract", "eval", "reference_profile", "card_md"):
         assert store.exists(card["files"][role]["key"]), role
-    profile = store.get_json(keys.reference_profile_key("demo", 1))
-    assert profile  # written by the reference_profile module
+    profile = ReferenceProfile.from_dict(store.get_json(keys.reference_profile_key("demo", 1)))
+    assert sorted(profile.feature_names) == sorted(contract.feature_names)
+    assert profile.n_rows == card["data"]["rows"]  # every training row, train and holdout
     assert store.get_bytes(card["files"]["native"]["key"])  # skops / xgboost JSON, not pickle
     assert not list(store.list(keys.model_staging_prefix("demo", "run-1")))
 

@@ -405,9 +405,10 @@ def _wait_for_worker_online(server: PrefectServer, name: str, proc: subprocess.P
 
 
 def require_deployment(deployed: Deployed, name: str) -> None:
+    """Fail (never skip) when a deployment prefect.yaml declares did not deploy."""
     if name not in deployed.names:
-        pytest.skip(f"{name} is not deployed yet: its flow file is missing "
-                    f"(missing entrypoints: {', '.join(deployed.missing_entrypoints)})")
+        pytest.fail(f"{name} was not deployed: its entrypoint is missing "
+                    f"(missing entrypoints: {', '.join(deployed.missing_entrypoints) or 'none'})")
 
 
 # --- shared scenario ------------------------------------------------------------------------

@@ -85,18 +85,16 @@ def test_prefect_yaml_sets_queues_schedules_and_one_training_at_a_time(
                 "directory": "{{ $MLOPS_REPO_DIR }}"  # resolved on the worker, not at deploy
             }
         }], name
+    assert not deployed.missing_entrypoints, deployed.missing_entrypoints
+    assert {"ingest-batch/onprem", "train-model/onprem", "score-batch/onprem",
+            "monitor-model/onprem", "gc/onprem"} <= set(found), sorted(found)
     assert found["ingest-batch/onprem"].work_queue_name == "ingest"
-    if "train-model/onprem" in found:
-        training = found["train-model/onprem"]
-        assert training.global_concurrency_limit is not None
-        assert training.global_concurrency_limit.limit == 1
-        assert training.work_queue_name == "training"
-    if "score-batch/onprem" in found:
-        crons = [s.schedule.cron for s in found["score-batch/onprem"].schedules]
-        assert crons == ["0 2 * * *"]
-    if "monitor-model/onprem" in found:
-        crons = [s.schedule.cron for s in found["monitor-model/onprem"].schedules]
-        assert crons == ["30 3 * * *"]
+    training = found["train-model/onprem"]
+    assert training.global_concurrency_limit is not None
+    assert training.global_concurrency_limit.limit == 1
+    assert training.work_queue_name == "training"
+    assert [s.schedule.cron for s in found["score-batch/onprem"].schedules] == ["0 2 * * *"]
+    assert [s.schedule.cron for s in found["monitor-model/onprem"].schedules] == ["30 3 * * *"]
 
 
 # --- single deployments on the real worker ----------------------------------------------------
