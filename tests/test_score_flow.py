@@ -340,15 +340,30 @@ def test_cli_lists_and_shows_scoring_runs(s3_env, s3_store, demo_contract, capsy
 
 
 def test_tasks_retry_only_transient_io_failures() -> None:
-    from prefect.states import Failed
+    """A real task with the scoring tasks' retry options: a transient store failure is retried
+    (and then succeeds), bad data is not retried."""
+    from prefect import task
 
     from mlops_onprem.errors import StoreUnavailableError
     from mlops_onprem.scoring import CorruptPartitionError
-    from tasks.scoring import retry_on_transient_io
+    from tasks.scoring import _IO_RETRIES
 
-    assert retry_on_transient_io(None, None, Failed(data=StoreUnavailableError("down")))
-    assert not retry_on_transient_io(None, None, Failed(data=CorruptPartitionError("bad")))
-    assert not retry_on_transient_io(None, None, Failed(data=ModelNotFoundError("none")))
+    calls: list[str] = []
+
+    def fails_once(error: Exception) -> str:
+        calls.append(type(error).__name__)
+        if len(calls) == 1:
+            raise error
+        return "ok"
+
+    options = {**_IO_RETRIES, "retry_delay_seconds": 0}
+    assert task(fails_once, **options)(StoreUnavailableError("down")) == "ok"
+    assert calls == ["StoreUnavailableError", "StoreUnavailableError"]
+    for final in (CorruptPartitionError("bad"), ModelNotFoundError("none")):
+        calls.clear()
+        with pytest.raises(type(final)):
+            task(fails_once, **options)(final)
+        assert len(calls) == 1, (final, calls)
 
 
 def test_a_pinned_run_id_never_rewrites_a_run_over_other_batches(s3_env, s3_store, demo_contract) -> None:
