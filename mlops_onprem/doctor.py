@@ -1,7 +1,9 @@
 """Infrastructure inventory for an on-prem rollout: what this host and its services offer.
 
 Each check returns a :class:`Check`; ``run_checks`` runs them all and never raises, so one
-missing piece does not hide the others.
+missing piece does not hide the others. The conditional-write check also carries its
+per-check table (:class:`~mlops_onprem.store.s3.ConformanceReport`), the same probe the
+registry relies on before it moves a pointer.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlops_onprem import keys
 from mlops_onprem.errors import MlopsError
 from mlops_onprem.settings import Settings
+
+if TYPE_CHECKING:
+    from mlops_onprem.store.s3 import ConformanceReport
 
 KEY_PACKAGES = ("prefect", "pandas", "pyarrow", "scikit-learn", "xgboost-cpu", "onnxruntime",
                 "onnx", "great-expectations", "minio")
@@ -41,6 +47,7 @@ class Check:
     name: str
     status: Status
     detail: str
+    conformance: ConformanceReport | None = None  # the conditional-write table, on that check
 
 
 def check_cpu() -> Check:
@@ -133,12 +140,34 @@ def check_store(settings: Settings, probe_mib: int) -> Check:
                  f"{store.location}: {probe_mib} MiB probe up {mb / put_s:.0f} MB/s, down {mb / get_s:.0f} MB/s")
 
 
+def check_conditional_writes(settings: Settings) -> Check:
+    """Probe the S3 endpoint's conditional writes now (not the cached verdict) and judge it.
+
+    OK with verdict "registry safe" when every check passed; FAIL with verdict "refuse" and
+    the failed checks named otherwise (the registry then refuses to move pointers there).
+    """
+    name = "conditional writes"
+    if not settings.uses_s3:
+        return Check(name, Status.OK, "local directory store: no S3 conditional writes to probe")
+    from mlops_onprem.store.s3 import S3Store
+
+    try:
+        report = S3Store(settings).probe_conditional_writes()
+    except MlopsError as exc:
+        return Check(name, Status.FAIL, f"probe could not run: {exc}")
+    status = Status.OK if report.safe else Status.FAIL
+    detail = f"verdict: {report.verdict}" + ("" if report.safe else
+                                               f" (pointer moves are refused): {report.finding()}")
+    return Check(name, status, detail, conformance=report)
+
+
 def run_checks(settings: Settings, *, probe_mib: int = 64,
                prefect_check: Callable[[], Check] = check_prefect_api) -> list[Check]:
     """Run every check; a check that crashes is reported as FAIL instead of stopping the others."""
     checks: list[Callable[[], Check]] = [
         check_cpu, check_memory, lambda: check_disk(settings.data_dir), check_python,
         check_packages, prefect_check, lambda: check_store(settings, probe_mib),
+        lambda: check_conditional_writes(settings),
     ]
     results = []
     for check in checks:
@@ -149,8 +178,24 @@ def run_checks(settings: Settings, *, probe_mib: int = 64,
     return results
 
 
+def render_conformance(report: ConformanceReport) -> str:
+    """The conditional-write table: one row per check, what S3 does, what the server did."""
+    rows = [(c.name, c.expected, c.observed, "pass" if c.passed else "FAIL") for c in report.checks]
+    headers = ("conditional write", "S3 answers", "server did", "result")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(values: tuple[str, ...]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+    return "\n".join([f"conditional writes at {report.endpoint}, bucket {report.bucket!r}",
+                      line(headers), line(tuple("-" * w for w in widths)),
+                      *(line(row) for row in rows), f"verdict: {report.verdict}"])
+
+
 def render_table(results: list[Check]) -> str:
+    """The checks as a table, followed by the conditional-write table when it was probed."""
     width = max(len(r.name) for r in results)
     lines = [f"{'check'.ljust(width)}  status  detail", f"{'-' * width}  ------  ------"]
     lines += [f"{r.name.ljust(width)}  {r.status.value.ljust(6)}  {r.detail}" for r in results]
+    lines += ["\n" + render_conformance(r.conformance) for r in results if r.conformance is not None]
     return "\n".join(lines)

@@ -246,6 +246,11 @@ def doctor_probe_key(token: str) -> str:
     return control_key("doctor", validate_name(f"probe-{token}.bin", "probe name"))
 
 
+def cas_probe_key(token: str) -> str:
+    """A throwaway object the conditional-write probe creates, races on and deletes."""
+    return control_key("cas-probe", validate_name(f"probe-{token}.json", "probe name"))
+
+
 def scoring_quarantine_key(dataset: str, run_id: str, batch_id: str, original_name: str) -> str:
     """Where scoring quarantines a bad partition: apart from the ingest gate's quarantine."""
     return (quarantine_prefix(dataset, batch_id) + "scoring/" + validate_name(run_id, "run id") + "/"

@@ -93,7 +93,7 @@ def store_at(port: int, bucket: str, tmp_path) -> S3Store:
 def test_cas_is_refused_when_the_server_ignores_conditional_headers(header_stripping_proxy, tmp_path):
     store = store_at(header_stripping_proxy, "ignores-conditions", tmp_path)
     store.put_bytes("plain/object", b"ordinary writes still work")
-    with pytest.raises(StoreCapabilityError, match="ignores conditional writes"):
+    with pytest.raises(StoreCapabilityError, match="create-if-absent, existing key: expected 412"):
         store.write_pointer("models/demo/aliases/champion.json", {"version": 1}, expected_token=None)
     assert not store.exists("models/demo/aliases/champion.json")
     assert list(store.list("control/cas-probe/")) == []  # the probe cleans up after itself

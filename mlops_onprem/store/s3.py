@@ -2,8 +2,11 @@
 
 Timeouts and bounded retries are configured on the HTTP client (the SDK's default is 300 s).
 Compare-and-swap pointers use conditional PUTs (``If-None-Match: *`` / ``If-Match: <etag>``),
-sent through the SDK's low-level PUT because ``put_object`` cannot send them; the server's
-support is probed once per store and CAS is refused when the server ignores the headers.
+sent through the SDK's low-level PUT because ``put_object`` cannot send them. The server's
+support is probed (:meth:`S3Store.conditional_write_conformance`: create-if-absent, fresh and
+stale ``If-Match``, ``If-Match`` on a missing key, a concurrent create race) once per process
+for each endpoint and bucket; pointers are refused, naming the failed checks, on a server that
+failed any of them. ``mlops doctor`` shows the same probe as a table.
 
 A conditional PUT is never retried by the HTTP layer (only failed connects, where nothing was
 sent): a write that committed but lost its response would come back as 412 and be reported as
@@ -20,9 +23,11 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from xml.etree.ElementTree import ParseError as XMLParseError
@@ -44,7 +49,7 @@ from mlops_onprem.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from mlops_onprem.keys import validate_key, validate_prefix
+from mlops_onprem.keys import cas_probe_key, validate_key, validate_prefix
 from mlops_onprem.settings import Settings
 from mlops_onprem.store.base import (
     SHA256_META,
@@ -62,7 +67,7 @@ _AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "I
 _META_HEADER = "x-amz-meta-" + SHA256_META
 WRITER_META = "mlops-writer"  # user metadata carrying the nonce of the pointer write that made it
 _WRITER_HEADER = "x-amz-meta-" + WRITER_META
-_PROBE_PREFIX = "control/cas-probe/"
+PROBE_RACE_WRITERS = 8  # concurrent create-if-absent writers of the race check
 _EXCERPT_CHARS = 160
 _CAS_BACKOFF_S = 0.2  # first pause before write_pointer retries a conditional PUT (then doubled)
 
@@ -108,6 +113,70 @@ def reply_excerpt(text: str | bytes | None, *, secrets: tuple[str, ...] = (),
     text = _TAG.sub(" ", text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class ConformanceCheck:
+    """One conditional-write check: what S3 does, what this server did, and whether that is safe."""
+
+    name: str
+    expected: str
+    observed: str
+    passed: bool
+
+
+@dataclass(frozen=True)
+class ConformanceReport:
+    """The conditional-write checks of one endpoint and bucket, and the verdict for the registry."""
+
+    endpoint: str
+    bucket: str
+    checks: tuple[ConformanceCheck, ...]
+
+    @property
+    def safe(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def verdict(self) -> str:
+        return "registry safe" if self.safe else "refuse"
+
+    @property
+    def failed(self) -> tuple[ConformanceCheck, ...]:
+        return tuple(check for check in self.checks if not check.passed)
+
+    def finding(self) -> str:
+        """One line naming each failed check, what S3 does and what this server did."""
+        if self.safe:
+            return f"all {len(self.checks)} conditional-write checks passed"
+        return "; ".join(f"{check.name}: expected {check.expected}, server did {check.observed}"
+                         for check in self.failed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "bucket": self.bucket, "verdict": self.verdict,
+                "checks": [{"name": c.name, "expected": c.expected, "observed": c.observed,
+                            "passed": c.passed} for c in self.checks]}
+
+
+# one probe per process for each (endpoint, bucket): every store on it shares the verdict
+_CONFORMANCE: dict[tuple[str, str], ConformanceReport] = {}
+_CONFORMANCE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What the server answered to one probe PUT: HTTP status, S3 error code, ETag."""
+
+    status: int
+    code: str = ""
+    etag: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def describe(self, success: str) -> str:
+        return f"{self.status} {success}" if self.ok else f"{self.status} {self.code or 'no error code'}"
 
 
 class S3Store(ObjectStore):
@@ -162,7 +231,6 @@ class S3Store(ObjectStore):
         # exact values an excerpt must never show, whatever a server pastes into its reply
         self._secrets = (settings.s3_access_key, settings.s3_secret_key)
         self._bucket_ready = False
-        self._cas_supported: bool | None = None
 
     # --- error translation ------------------------------------------------------------------
     @property
@@ -409,34 +477,138 @@ class S3Store(ObjectStore):
             self.bucket, key, data, headers=headers))
         return (result.etag or "").strip('"')
 
-    def _probe_conditional_writes(self) -> None:
-        """Prove once that the server honours If-None-Match / If-Match; refuse CAS otherwise."""
-        if self._cas_supported:
-            return
-        probe = _PROBE_PREFIX + uuid.uuid4().hex
+    def _probe_put(self, key: str, data: bytes, condition: dict[str, str]) -> _Answer:
+        """One conditional PUT of the probe; a refusal is an answer, a transport failure raises."""
+        headers = {"Content-Type": "application/json", _META_HEADER: sha256_bytes(data), **condition}
         try:
-            self._conditional_put(probe, b"{}", {"If-None-Match": "*"})
-            honours_none_match = honours_match = False
-            try:
-                self._conditional_put(probe, b"{}", {"If-None-Match": "*"})
-            except PointerConflictError:
-                honours_none_match = True
-            try:
-                self._conditional_put(probe, b"{}", {"If-Match": '"0123456789abcdef0123456789abcdef"'})
-            except PointerConflictError:
-                honours_match = True
+            result = self._cas_client._put_object(self.bucket, key, data, headers=headers)
+        except S3Error as exc:
+            status = getattr(exc.response, "status", None) or 0
+            if exc.code in _AUTH_CODES or exc.code == "NoSuchBucket" or not exc.code:
+                raise self._translate("probing conditional writes with", key, exc) from None
+            return _Answer(status=status, code=reply_excerpt(exc.code, limit=60))
+        except Exception as exc:  # noqa: BLE001 (translated; anything unknown is re-raised)
+            error = self._translate("probing conditional writes with", key, exc)
+            if error is None:
+                raise
+            raise error from None
+        return _Answer(status=200, etag=(result.etag or "").strip('"'))
+
+    def _probe_body(self, key: str) -> bytes:
+        return self._call("reading probe", key, lambda: self._read_probe(key))
+
+    def _read_probe(self, key: str) -> bytes:
+        response = self._client.get_object(self.bucket, key)
+        try:
+            return response.read()
         finally:
+            response.close()
+            response.release_conn()
+
+    def _probe_race(self, key: str, writers: int) -> ConformanceCheck:
+        """``writers`` threads create ``key`` with ``If-None-Match: *`` at once: one must win."""
+        barrier = threading.Barrier(writers)
+        answers: list[_Answer | StoreError | None] = [None] * writers
+
+        def write(index: int) -> None:
+            body = json.dumps({"probe": "race", "writer": index}).encode()
+            barrier.wait(timeout=30)
             try:
-                self.delete(probe)
-            except StoreError:
-                pass  # the probe is harmless if it stays; never mask the real outcome
-        if not (honours_none_match and honours_match):
+                answers[index] = self._probe_put(key, body, {"If-None-Match": "*"})
+            except StoreError as exc:
+                answers[index] = exc
+
+        threads = [threading.Thread(target=write, args=(i,), daemon=True) for i in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        errors = [a for a in answers if not isinstance(a, _Answer)]
+        if errors:
+            raise errors[0] if isinstance(errors[0], StoreError) else StoreUnavailableError(
+                f"conditional-write race probe on {self.location}: a writer did not finish")
+        winners = [i for i, a in enumerate(answers) if isinstance(a, _Answer) and a.ok]
+        refusals = sorted({a.describe("") for a in answers if isinstance(a, _Answer) and not a.ok})
+        observed = f"{len(winners)} of {writers} succeeded" + (
+            f", the others got {', '.join(refusals)}" if refusals else "")
+        passed = len(winners) == 1
+        if passed:  # the stored object must be the winner's, not a loser's that slipped through
+            stored = json.loads(self._probe_body(key))
+            if stored.get("writer") != winners[0]:
+                observed += f", but the object holds writer {stored.get('writer')}'s bytes"
+                passed = False
+        return ConformanceCheck(f"concurrent create race ({writers} writers)",
+                                "exactly 1 succeeds, the others 412/409", observed, passed)
+
+    def probe_conditional_writes(self, *, writers: int = PROBE_RACE_WRITERS) -> ConformanceReport:
+        """Probe, now, what the server does with conditional PUTs, and cache the report.
+
+        Runs create-if-absent on a missing and an existing key, ``If-Match`` with a fresh and a
+        stale ETag, ``If-Match`` on a missing key and a race of ``writers`` concurrent creates,
+        all under ``control/cas-probe/``, and deletes the probe objects. Returns the report
+        (also cached for this endpoint and bucket, process-wide). Raises :class:`StoreError`
+        (unreachable, auth, bucket missing) when the probe cannot run at all.
+        """
+        self._ensure_bucket()
+        token = uuid.uuid4().hex
+        probe, missing, race = (cas_probe_key(f"{token}-{name}") for name in ("cas", "missing", "race"))
+
+        def body(step: str) -> bytes:  # distinct bytes per write, so every write has its own ETag
+            return json.dumps({"probe": step, "token": token}).encode()
+
+        checks: list[ConformanceCheck] = []
+        try:
+            created = self._probe_put(probe, body("create"), {"If-None-Match": "*"})
+            checks.append(ConformanceCheck("create-if-absent, missing key", "200 created",
+                                           created.describe("created"), created.ok))
+            again = self._probe_put(probe, body("create-again"), {"If-None-Match": "*"})
+            checks.append(ConformanceCheck("create-if-absent, existing key", "412",
+                                           again.describe("overwrote the object"),
+                                           again.status == 412))
+            if not created.ok:  # the update checks still need an object to work on
+                created = _Answer(status=200, etag=self.put_bytes(probe, body("create")).etag.strip('"'))
+            current = self.stat(probe).etag
+            fresh = self._probe_put(probe, body("update"), {"If-Match": f'"{current}"'})
+            checks.append(ConformanceCheck("update-if-match, fresh etag", "200 updated",
+                                           fresh.describe("updated"), fresh.ok))
+            stale_etag = created.etag or "0123456789abcdef0123456789abcdef"
+            stale = self._probe_put(probe, body("stale"), {"If-Match": f'"{stale_etag}"'})
+            checks.append(ConformanceCheck("update-if-match, stale etag", "412",
+                                           stale.describe("overwrote the object"),
+                                           stale.status == 412))
+            absent = self._probe_put(missing, body("missing"),
+                                     {"If-Match": '"0123456789abcdef0123456789abcdef"'})
+            checks.append(ConformanceCheck("if-match, missing key", "404 or 412",
+                                           absent.describe("created the object"),
+                                           absent.status in (404, 412)))
+            checks.append(self._probe_race(race, writers))
+        finally:
+            for key in (probe, missing, race):
+                try:
+                    self.delete(key)
+                except StoreError:
+                    pass  # a leftover probe is harmless; never mask the real outcome
+        report = ConformanceReport(endpoint=self.endpoint, bucket=self.bucket, checks=tuple(checks))
+        with _CONFORMANCE_LOCK:
+            _CONFORMANCE[(self.endpoint, self.bucket)] = report
+        return report
+
+    def conditional_write_conformance(self) -> ConformanceReport:
+        """The cached probe report of this endpoint and bucket, probing once per process."""
+        with _CONFORMANCE_LOCK:
+            report = _CONFORMANCE.get((self.endpoint, self.bucket))
+        return report if report is not None else self.probe_conditional_writes()
+
+    def _require_conditional_writes(self) -> None:
+        """Refuse to move pointers on a server that failed the conformance probe."""
+        report = self.conditional_write_conformance()
+        if not report.safe:
             raise StoreCapabilityError(
-                f"{self.location} ignores conditional writes (If-None-Match / If-Match): "
-                "pointer compare-and-swap would silently lose races, so it is refused. "
-                "Use MinIO or another server that supports conditional PUTs."
+                f"{self.location} failed the conditional-write probe (verdict: refuse): "
+                f"{report.finding()}. Pointer compare-and-swap would silently lose races, so "
+                "pointers are not moved here; run `mlops doctor` for the full table and use a "
+                "server that passes every check."
             )
-        self._cas_supported = True
 
     def write_pointer(self, key: str, value: dict[str, Any], *, expected_token: str | None) -> Pointer:
         """Compare-and-swap through a conditional PUT that cannot misreport its outcome.
@@ -451,7 +623,7 @@ class S3Store(ObjectStore):
         """
         validate_key(key)
         self._ensure_bucket()
-        self._probe_conditional_writes()
+        self._require_conditional_writes()
         data = encode_pointer(value)
         writer = uuid.uuid4().hex
         condition = {"If-None-Match": "*"} if expected_token is None else {"If-Match": f'"{expected_token}"'}
