@@ -50,6 +50,9 @@ demo: venv
 	$(PY) -m flows.demo
 
 test: venv-test
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser test"; \
+		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; fi
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 

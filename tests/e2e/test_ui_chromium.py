@@ -1,6 +1,9 @@
-"""The Prefect UI served by the e2e server shows a monitoring run's drift report (headless
-Chromium, loopback only). Skipped where /usr/bin/chromium is absent (`make test-ui` installs it).
-The screenshot of the run page goes to $MLOPS_E2E_SCREENSHOT_DIR (default: the test's tmp dir).
+"""The Prefect UI served by the e2e server renders what a data engineer opens (headless
+Chromium, loopback only): a monitoring run and its drift report, the runs list, the model card
+(with its holdout figure), the monitoring trend and a rejected batch's validation report.
+`make test` installs Debian's chromium when it is missing and it runs as root with apt (a failed
+install fails `make test`); elsewhere (no root, no apt) these tests are skipped. Screenshots go
+to $MLOPS_E2E_SCREENSHOT_DIR (default: the test's tmp dir).
 """
 
 from __future__ import annotations
@@ -36,18 +39,25 @@ def chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProces
                           start_new_session=True, env={**os.environ, "HOME": str(profile)})
 
 
+@pytest.fixture(scope="module")
+def monitor(pipeline_run: PipelineRun, worker, deployed, prefect_server: PrefectServer):
+    """One monitor-model/onprem run after the pipeline run (both tests read its pages)."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    require_deployment(deployed, "monitor-model/onprem")
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        run = run_deployment("monitor-model/onprem", parameters={"retrain": False},
+                             timeout=RUN_TIMEOUT_S, poll_interval=1)
+    assert run.state.is_completed(), f"{run.state}\n{worker.tail()}"
+    return run
+
+
 def test_monitoring_run_page_renders_the_drift_report(
-    pipeline_run: PipelineRun, worker, deployed, prefect_server: PrefectServer,
-    prefect_client_settings, tmp_path: Path,
+    monitor, prefect_server: PrefectServer, prefect_client_settings, tmp_path: Path,
 ):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-    from prefect.deployments import run_deployment
-
-    require_deployment(deployed, "monitor-model/onprem")
-    monitor = run_deployment("monitor-model/onprem", parameters={"retrain": False},
-                             timeout=RUN_TIMEOUT_S, poll_interval=1)
-    assert monitor.state.is_completed(), f"{monitor.state}\n{worker.tail()}"
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[monitor.id])))
@@ -71,3 +81,50 @@ def test_monitoring_run_page_renders_the_drift_report(
     assert monitor.name in run_dom.stdout, run_dom.stdout[-3000:]
     assert run_page.returncode == 0, run_page.stderr[-2000:]
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def _latest_artifact(client, key: str | None = None, like: str | None = None,
+                     containing: str | None = None):
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    found = client.read_artifacts(
+        artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]) if key
+                                       else ArtifactFilterKey(like_=like)),
+        sort=ArtifactSort.CREATED_DESC)
+    found = [a for a in found if containing is None or containing in str(a.data)]
+    assert found, (key or like, containing)
+    return found[0]
+
+
+def test_the_ui_renders_the_runs_list_model_card_trend_and_a_rejected_validation(
+    monitor, prefect_server: PrefectServer, prefect_client_settings, tmp_path: Path,
+):
+    """What a data engineer opens after a day: the runs list (named runs), the model card
+    (importance table, the holdout figure as an image), the monitoring trend and a rejected
+    batch's validation report with its quarantine key, each rendered by the UI itself."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        pages = {
+            "model card": (_latest_artifact(client, "model-card-demo"), "Feature importance"),
+            "trend": (_latest_artifact(client, "monitoring-trend-demo"), "Monitoring trend"),
+            "rejected batch": (_latest_artifact(client, like="validation-demo-%",
+                                                containing="REJECTED"), "quarantine key"),
+        }
+    for i, (what, (artifact, text)) in enumerate(pages.items()):
+        dom = chromium(f"{prefect_server.ui_url}/artifacts/artifact/{artifact.id}",
+                       tmp_path / f"profile-{i}", "--dump-dom").stdout
+        assert "Can't connect to Server API" not in dom, what
+        assert text in dom, (what, dom[-2000:])
+        if what == "model card":
+            assert 'src="data:image/png;base64,' in dom, "the holdout figure is not rendered"
+    shot_dir = Path(os.environ.get(SCREENSHOT_DIR_ENV) or tmp_path)
+    shot = shot_dir / "runs-list.png"
+    shot_dir.mkdir(parents=True, exist_ok=True)
+    listing = chromium(f"{prefect_server.ui_url}/runs", tmp_path / "profile-runs",
+                       f"--screenshot={shot}")
+    runs_dom = chromium(f"{prefect_server.ui_url}/runs", tmp_path / "profile-runs-dom",
+                        "--dump-dom").stdout
+    assert listing.returncode == 0 and shot.stat().st_size > 10_000
+    assert monitor.name in runs_dom, runs_dom[-2000:]
