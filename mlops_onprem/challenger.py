@@ -41,6 +41,8 @@ from mlops_onprem.model_card import utc_now
 from mlops_onprem.onnx_io import check_metadata_matches_contract, create_session, read_metadata
 from mlops_onprem.promotion import floor_failures, judge, paired_improvements
 from mlops_onprem.quality import Rows
+from mlops_onprem.registry import versions as registry  # storage rules only: no training code
+from mlops_onprem.registry.versions import _append_history
 from mlops_onprem.scoring import InputPartition, ModelRef, score_object
 from mlops_onprem.store.base import ObjectStore
 from mlops_onprem.store.parquet import get_dataframe
@@ -68,8 +70,6 @@ def challenger_version(store: ObjectStore, name: str) -> int | None:
 
 def _write(store: ObjectStore, name: str, value: dict[str, Any], token: str | None,
            event: dict[str, Any]) -> dict[str, Any]:
-    from mlops_onprem.registry import _append_history
-
     try:
         store.write_pointer(keys.alias_key(name, CHALLENGER), {**value, "updated_at": utc_now()},
                             expected_token=token)
@@ -87,8 +87,6 @@ def set_challenger(store: ObjectStore, name: str, version: int, *, reason: str =
     spec's floors or cannot read the champion's contract (it could not score the same batches);
     ModelNotFoundError for an unknown version. Replacing a challenger is recorded as such.
     """
-    from mlops_onprem import registry
-
     candidate = registry.get_version(store, name, version)
     champion = registry.champion_version(store, name)
     if champion is None:
@@ -277,8 +275,6 @@ def judge_challenger(store: ObjectStore, name: str, dataset: str, *,
 
     Raises PromotionConflictError when the champion moved while judging (nothing applied).
     """
-    from mlops_onprem import registry
-
     pointer = _pointer(store, name)
     version = None if pointer is None else pointer.value.get("version")
     if version is None:

@@ -22,6 +22,7 @@ from mlops_onprem.monitoring.window import (
 )
 from mlops_onprem.monitoring.window_quality import holdout_rows, live_quality
 from mlops_onprem.reference_profile import ReferenceProfile
+from mlops_onprem.registry import versions as registry  # storage rules only: no training code
 from mlops_onprem.store.base import ObjectStore
 from mlops_onprem.threshold import threshold_of
 
@@ -46,8 +47,6 @@ def monitor(
     drift and live quality, and decides. Raises ``ModelNotFoundError`` without a champion and
     :class:`NoScoringRunsError` when the champion scored nothing in the window.
     """
-    from mlops_onprem import registry
-
     policy = policy or MonitoringPolicy()
     now = now or datetime.now(UTC)
     champion = registry.resolve(store, model_name)
