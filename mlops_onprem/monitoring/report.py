@@ -1,6 +1,6 @@
 """The monitoring report: what one run found (:class:`MonitoringReport`), rendered as markdown
 (decision, quality, per-column tables, the chart inlined), a PNG of the most drifted columns and
-strict JSON, stored beside each other under ``monitoring/<model>/<run>/``.
+JSON, stored beside each other under ``monitoring/<model>/<run>/``.
 """
 
 from __future__ import annotations
