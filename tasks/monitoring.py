@@ -29,7 +29,7 @@ from mlops_onprem.monitoring import (
     record_signals,
     write_report,
 )
-from mlops_onprem.monitoring_trend import trend_markdown
+from mlops_onprem.monitoring.trend import trend_markdown
 from mlops_onprem.retrain_control import (
     RetrainClaim,
     claim_retrain,

@@ -3,7 +3,7 @@ run did next."""
 
 from __future__ import annotations
 
-from mlops_onprem.monitoring_trend import TREND_RUNS, trend_markdown
+from mlops_onprem.monitoring.trend import TREND_RUNS, trend_markdown
 
 
 def _entry(i: int, **extra) -> dict:
