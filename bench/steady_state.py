@@ -180,7 +180,8 @@ def main() -> int:
         "median_day_seconds_first_5_full": early, "median_day_seconds_last_5": late,
         "monitor_reads_first_full": series[full]["monitor_reads"],
         "monitor_listed_first_full": series[full]["monitor_listed"],
-        "monitor_reads_last": series[-1]["monitor_reads"], "monitor_listed_last": series[-1]["monitor_listed"],
+        "monitor_reads_last": series[-1]["monitor_reads"],
+            "monitor_listed_last": series[-1]["monitor_listed"],
         "ledger_index_bytes_last": series[-1]["ledger_index_bytes"],
         "monitor_params": outcome["params"]["monitor_model"], "series": series,
     }

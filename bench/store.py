@@ -69,7 +69,8 @@ def main() -> None:
             host, port = server.get_host_and_port()
             s3 = S3Store(Settings(
                 _env_file=None, s3_endpoint=f"{host}:{port}", s3_access_key=SecretStr("bench"),
-                s3_secret_key=SecretStr("bench-secret"), s3_secure=False, bucket=f"bench-{uuid.uuid4().hex[:8]}",
+                s3_secret_key=SecretStr("bench-secret"), s3_secure=False,
+                    bucket=f"bench-{uuid.uuid4().hex[:8]}",
                 s3_region="us-east-1", data_dir=Path(scratch),
             ))
             figures["s3_put_s"] = best_of(args.repeat, lambda: put_dataframe(s3, "b/df.parquet", df))

@@ -140,8 +140,10 @@ def prepare_demo_store(keep: bool) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--keep", action="store_true", help="keep the existing local store (default: start fresh)")
+    parser = argparse.ArgumentParser(description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", action="store_true",
+        help="keep the existing local store (default: start fresh)")
     parser.add_argument("--rows", type=int, default=4000, help="rows per synthetic batch")
     args = parser.parse_args(argv)
     refused = prepare_demo_store(args.keep)

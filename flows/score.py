@@ -7,7 +7,8 @@ Pipeline::
     (batch versions chosen from the ledger) -> score-partition (one per version, fanned out on
     the task runner) -> write-scoring-manifest (last, create-only) -> record-scored-batches
     -> shadow-score-challenger (when a ``challenger`` alias is set: the same batches into
-    ``shadow/<model>/<version>/<run_id>/``, never delivered) -> publish-scoring-summary -> check-scoring-complete -> rejected batches fail the run
+    ``shadow/<model>/<version>/<run_id>/``, never delivered) -> publish-scoring-summary
+    -> check-scoring-complete -> rejected batches fail the run
 
 Input: batches landed under ``inbox/<dataset>/`` (flat or Hive ``dt=YYYY-MM-DD/``); each
 distinct content is one batch version, scored from its validated copy

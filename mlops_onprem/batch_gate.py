@@ -176,7 +176,8 @@ def row_key_overlap(store: ObjectStore, index: dict[str, Any], view: ledger.Vers
         validation = other.validation or {}
         if other.id == view.id or not other.current or other.status != ledger.STATUS_VALIDATED:
             continue
-        if not key_ranges_overlap((validation.get("row_key_min"), validation.get("row_key_max")), (low, high)):
+        if not key_ranges_overlap((validation.get("row_key_min"), validation.get("row_key_max")),
+                                  (low, high)):
             continue
         theirs = get_dataframe(store, validation["validated_key"], columns=[contract.row_key])
         count = int(theirs[contract.row_key].isin(mine).sum())

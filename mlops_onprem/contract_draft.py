@@ -117,7 +117,8 @@ def draft_contract(
     for what, name in (("label", label), ("row key", row_key), ("timestamp", timestamp)):
         if name is not None and name not in columns:
             raise ContractError(f"{source}: {what} column {name!r} is not in the file (columns: {columns})")
-    notes: list[str] = [f"source: {source}, {len(df)} rows, {len(columns)} columns, range margin {margin:.0%}"]
+    notes: list[str] = [f"source: {source}, {len(df)} rows, {len(columns)} columns, "
+                        f"range margin {margin:.0%}"]
 
     if row_key is None:
         row_key = _guess_row_key(df)
@@ -130,7 +131,8 @@ def draft_contract(
         if timestamp:
             notes.append(f"timestamp guessed as {timestamp!r}")
     if label is None:
-        label = next((c for c in columns if c.lower() in _LABEL_NAMES and c not in (row_key, timestamp)), None)
+        label = next((c for c in columns if c.lower() in _LABEL_NAMES
+            and c not in (row_key, timestamp)), None)
         if label:
             notes.append(f"label guessed as {label!r} by its name")
     label_spec = None
@@ -163,7 +165,8 @@ def draft_contract(
             if 0 < len(distinct) <= max_categories:
                 features.append(ColumnSpec(name=name, dtype=Dtype.CATEGORY, nullable=nullable,
                                            categories=tuple(distinct)))
-                notes.append(f"{name!r}: {len(distinct)} categories seen; add any valid ones not in the sample")
+                notes.append(f"{name!r}: {len(distinct)} categories seen; "
+                             "add any valid ones not in the sample")
             else:
                 features.append(ColumnSpec(name=name, dtype=Dtype.STRING, nullable=nullable))
                 notes.append(f"{name!r}: free text ({len(distinct)} distinct values), no category check")
@@ -187,7 +190,8 @@ def draft_contract(
     return ContractDraft(contract=contract, notes=notes)
 
 
-def draft_contract_from_file(path: str | Path, *, dataset: str | None = None, **options: object) -> ContractDraft:
+def draft_contract_from_file(path: str | Path, *, dataset: str | None = None,
+    **options: object) -> ContractDraft:
     """Read a reference Parquet/CSV file and :func:`draft_contract` it.
 
     ``dataset`` defaults to the file name without its suffix. Raises the reader's

@@ -60,7 +60,8 @@ class RetentionPolicy(BaseModel):
     reports_days: int = Field(180, ge=1, description="monitoring reports")
     validation_results_days: int = Field(180, ge=1, description="results of rejected/superseded batches")
     quarantine_days: int = Field(30, ge=1, description="quarantined batches")
-    staging_hours: int = Field(24, ge=1, description="failed trainings, half-registered versions, killed runs")
+    staging_hours: int = Field(24, ge=1,
+        description="failed trainings, half-registered versions, killed runs")
     scratch_hours: int = Field(6, ge=1, description="local temp/lock orphans and scoring scratch")
     open_window_days: int = Field(7, ge=1, description="a monitoring window still open")
 
@@ -240,7 +241,8 @@ def plan_gc(store: ObjectStore, *, policy: RetentionPolicy | None = None,
                 remove([info], f"cached window counts older than {policy.predictions_days} days")
         model_infos = list(store.list(keys.model_prefix(model)))
         for prefix, infos in _groups(model_infos, 4).items():
-            if prefix.split("/")[2] == "staging" and _newest(infos, now) > timedelta(hours=policy.staging_hours):
+            stale = _newest(infos, now) > timedelta(hours=policy.staging_hours)
+            if prefix.split("/")[2] == "staging" and stale:
                 remove(infos, "staging leftover of a failed training")
         for prefix, infos in _groups(model_infos, 3).items():
             segment = prefix.split("/")[2]
@@ -276,7 +278,8 @@ def plan_gc(store: ObjectStore, *, policy: RetentionPolicy | None = None,
         root = Path(local_root)
         for part in (root / "tmp").glob("*.part") if (root / "tmp").is_dir() else []:
             if part.stat().st_mtime < horizon:
-                plan.removals.append(Removal(str(part), part.stat().st_size, "local store temp orphan", "file"))
+                plan.removals.append(Removal(str(part), part.stat().st_size,
+                    "local store temp orphan", "file"))
         if (root / "locks").is_dir():
             live = {hashlib.sha256(info.key.encode()).hexdigest() for info in store.list("")}
             for lock in (root / "locks").glob("*.lock"):

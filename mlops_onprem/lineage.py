@@ -49,7 +49,8 @@ def model_lineage(store: ObjectStore, model_name: str, version: int) -> dict[str
     ref = f"{model_name}@{version}"
     scored = [{"batch_version": v.id, **v.scored_by(ref)}
               for v in ledger.versions(index, stage=ledger.STAGE_SCORING) if v.scored_by(ref)]
-    return {"model": {"name": model_name, "version": version, "card": keys.model_card_key(model_name, version),
+    return {"model": {"name": model_name, "version": version,
+        "card": keys.model_card_key(model_name, version),
                       "onnx_sha256": card.get("files", {}).get("onnx", {}).get("sha256"),
                       "spec": card.get("spec", {}).get("name"), "created_at": card.get("created_at"),
                       "code_version": card.get("lineage", {}).get("code_version")},

@@ -234,7 +234,8 @@ def read_manifest(store: ObjectStore, key: str) -> ScoringManifest:
         raise ManifestError(f"{key}: {exc}; it was not written by mlops-onprem or was edited") from exc
 
 
-def find_manifest(store: ObjectStore, model_name: str, model_version: int, run_id: str) -> ScoringManifest | None:
+def find_manifest(store: ObjectStore, model_name: str, model_version: int,
+    run_id: str) -> ScoringManifest | None:
     """The manifest of one run, or None when the run never completed."""
     try:
         return read_manifest(store, keys.scoring_manifest_key(model_name, model_version, run_id))

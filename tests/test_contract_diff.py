@@ -160,7 +160,8 @@ def test_each_rule_classifies_its_change(case, make, kind, column, words):
     ({"extra_columns": "ignore"}, {"extra_columns": "reject"}, MAJOR),
     ({"row_key_overlap": "warn"}, {"row_key_overlap": "reject"}, MAJOR),
     ({"row_key_overlap": "warn"}, {"row_key_overlap": "keep_latest"}, MAJOR),
-], ids=["format removed", "key_unique on", "extra_columns reject", "overlap to reject", "warn to keep_latest"])
+], ids=["format removed", "key_unique on", "extra_columns reject",
+    "overlap to reject", "warn to keep_latest"])
 def test_the_stricter_direction_of_each_batch_rule_is_major(before, after, kind):
     changes = diff_contracts(edit(base(), **before), edit(base(), **after))
     assert [c.kind for c in changes] == [kind]

@@ -284,7 +284,8 @@ def test_a_rescored_batch_counts_once_and_only_overlapping_label_objects_are_rea
     version = register_small(store, contract)
     promote_if_better(store, "demo", version.version)
     spec = SyntheticSpec(dataset="demo")
-    _write_scoring_run(store, contract, version, "run-a", generate_batch(spec, 600, seed=60, start_row=100_000))
+    _write_scoring_run(store, contract, version, "run-a",
+        generate_batch(spec, 600, seed=60, start_row=100_000))
     index = ledger.read_index(store, "demo")
     (view,) = ledger.versions(index, stage="scoring")
     first = view.scored_by(f"demo@{version.version}")

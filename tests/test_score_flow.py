@@ -126,7 +126,8 @@ def test_the_nightly_run_scores_each_batch_once(s3_env, s3_store, demo_contract)
     assert len(list_manifest_keys(s3_store, "demo")) == 2
 
 
-def test_backfill_rerun_is_a_no_op_and_a_forced_rescore_moves_the_pointer(s3_env, s3_store, demo_contract) -> None:
+def test_backfill_rerun_is_a_no_op_and_a_forced_rescore_moves_the_pointer(s3_env, s3_store,
+    demo_contract) -> None:
     register_handmade_champion(s3_store, linear_onnx(demo_contract))
     landed = land_inbox(s3_store, n_batches=2)
     first = score_batch(dataset="demo", model_name="demo")
@@ -146,7 +147,8 @@ def test_backfill_rerun_is_a_no_op_and_a_forced_rescore_moves_the_pointer(s3_env
         assert [s["run_id"] for s in view.state["scorings"]] == [first["run_id"], rescore["run_id"]]
 
 
-def test_a_new_champion_scores_new_batches_only_unless_a_backfill_is_asked(s3_env, s3_store, demo_contract) -> None:
+def test_a_new_champion_scores_new_batches_only_unless_a_backfill_is_asked(s3_env, s3_store,
+    demo_contract) -> None:
     register_handmade_champion(s3_store, linear_onnx(demo_contract))
     land_inbox(s3_store, n_batches=2)
     score_batch(dataset="demo", model_name="demo")
@@ -157,14 +159,16 @@ def test_a_new_champion_scores_new_batches_only_unless_a_backfill_is_asked(s3_en
     pointer = s3_store.read_pointer(keys.alias_key("demo", "champion"))
     s3_store.write_pointer(keys.alias_key("demo", "champion"), {"version": 2}, expected_token=pointer.token)
     new_key = keys.scoring_inbox_key("demo", "b500")
-    put_dataframe(s3_store, new_key, generate_batch(spec_for(), 40, seed=5, start_row=9_000, with_label=False))
+    put_dataframe(s3_store, new_key,
+        generate_batch(spec_for(), 40, seed=5, start_row=9_000, with_label=False))
     nightly = score_batch(dataset="demo", model_name="demo")
     assert nightly["model_version"] == 2 and [i["source_key"] for i in nightly["inputs"]] == [new_key]
     backfill = score_batch(dataset="demo", model_name="demo", mode="backfill")
     assert backfill["model_version"] == 2 and backfill["rows"] == 2 * 400 + 40
 
 
-def test_crash_then_rerun_completes_without_duplicates_or_orphans(s3_env, s3_store, demo_contract, tmp_path) -> None:
+def test_crash_then_rerun_completes_without_duplicates_or_orphans(s3_env, s3_store,
+    demo_contract, tmp_path) -> None:
     from flows.ingest import ingest_batch
 
     model = register_handmade_champion(s3_store, linear_onnx(demo_contract))
@@ -298,7 +302,8 @@ def test_missing_champion_fails_with_a_clear_model_not_found(s3_env, s3_store) -
     assert list(s3_store.list("predictions/")) == []
 
 
-def test_model_whose_features_differ_from_the_contract_fails_before_scoring(s3_env, s3_store, demo_contract) -> None:
+def test_model_whose_features_differ_from_the_contract_fails_before_scoring(s3_env, s3_store,
+    demo_contract) -> None:
     features = list(demo_contract.features)
     features[2], features[3] = features[3], features[2]
     swapped = demo_contract.model_copy(update={"features": tuple(features)})

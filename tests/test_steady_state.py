@@ -68,14 +68,16 @@ SEED_BASE = 3000
 
 def _frame(n: int, rows: int, *, block: int, with_label: bool) -> pd.DataFrame:
     shift = SHIFT_SD if n >= SHIFT_DAY else 0.0
-    return generate_batch(SPEC, rows, seed=SEED_BASE * block + n + 100, start_row=block * 10_000_000 + n * 10_000,
+    return generate_batch(SPEC, rows, seed=SEED_BASE * block + n + 100,
+        start_row=block * 10_000_000 + n * 10_000,
                           with_label=with_label, covariate_shift=shift,
                           start_time=pd.Timestamp(day_of(n)))
 
 
 def land_day(store, n: int) -> None:
     day = day_of(n)
-    put_dataframe(store, f"incoming/demo/dt={day}/batch.parquet", _frame(n, TRAIN_ROWS, block=1, with_label=True))
+    put_dataframe(store, f"incoming/demo/dt={day}/batch.parquet",
+        _frame(n, TRAIN_ROWS, block=1, with_label=True))
     if n >= 1:
         scoring = _frame(n, SCORE_ROWS, block=2, with_label=True)
         put_dataframe(store, f"inbox/demo/dt={day}/batch.parquet", scoring.drop(columns=["label"]))
@@ -126,7 +128,8 @@ def test_thirty_days_of_the_deployed_configuration(thirty_days):
 
     # scored exactly once, by the champion of the day it landed; each day scores only its batch
     for n, day in days.items():
-        assert [i["source_key"] for i in day["score"]["inputs"]] == [f"inbox/demo/dt={day_of(n)}/batch.parquet"]
+        expected = [f"inbox/demo/dt={day_of(n)}/batch.parquet"]
+        assert [i["source_key"] for i in day["score"]["inputs"]] == expected
     for view in scoring:
         assert len(view.state["scorings"]) == 1, (view.data_date, view.state["scorings"])
 

@@ -27,7 +27,8 @@ CRASH_EXIT = 71
 OLD, NEW = b"old version " * 100, b"new version " * 200
 OLD_POINTER, NEW_POINTER = {"version": 1}, {"version": 2}
 KINDS = ("bytes", "file", "pointer")
-KEY = {"bytes": "data/ds/obj.bin", "file": "data/ds/obj.parquet", "pointer": "models/demo/aliases/champion.json"}
+KEY = {"bytes": "data/ds/obj.bin", "file": "data/ds/obj.parquet",
+       "pointer": "models/demo/aliases/champion.json"}
 COMMITTED_FROM = WRITE_STEPS.index("committed")
 
 WRITER = r"""
@@ -103,7 +104,8 @@ def test_a_writer_killed_between_any_two_steps_leaves_the_old_or_the_new_object(
     for step in WRITE_STEPS:
         for kind in KINDS:
             cases.append({**_prepare(tmp_path / f"{step}-{kind}", kind, tmp_path), "step": step})
-    child = subprocess.run([sys.executable, "-c", WRITER, json.dumps(cases), str(CRASH_EXIT)], capture_output=True,
+    child = subprocess.run([sys.executable, "-c", WRITER, json.dumps(cases), str(CRASH_EXIT)],
+                           capture_output=True,
                            text=True, timeout=120, check=False)
     assert child.returncode == 0, child.stderr[-2000:]
     codes = json.loads(child.stdout)

@@ -43,7 +43,8 @@ def test_training_frame_is_the_ledgers_training_set_with_batch_versions(local_st
 def test_training_data_hash_changes_with_any_input_object_and_ignores_listing_order(local_store):
     contract = seed_validated(local_store, rows=400, batches=2)
     _, before = load_training_frame(local_store, "demo", contract)
-    infos = [ObjectInfo(key="a", size=1, etag="e", sha256="1"), ObjectInfo(key="b", size=1, etag="e", sha256="2")]
+    infos = [ObjectInfo(key="a", size=1, etag="e", sha256="1"),
+        ObjectInfo(key="b", size=1, etag="e", sha256="2")]
     assert training_data_sha256(infos) == training_data_sha256(infos[::-1])
     put_dataframe(local_store, keys.incoming_key("demo", "batch-001"),  # a corrected re-upload
                   generate_batch(SyntheticSpec(), 200, seed=99, start_row=200))

@@ -75,7 +75,8 @@ def test_clean_batch_passes_with_every_rule_evaluated():
     assert result.success, result.summary_markdown()
     assert failed_ids(result) == set()
     assert {"exists:x", "dtype:x", "not_null:x", "range:x", "range:y", "categories:cat",
-            "unique:id", "row_count", "extra_columns", "categories:label"} <= {r.rule_id for r in result.rules}
+            "unique:id", "row_count", "extra_columns",
+                "categories:label"} <= {r.rule_id for r in result.rules}
     assert result.evaluated_count == len(result.rules)
     raise_for_result(result, dataset="tiny", batch_id="b1")  # does not raise
 

@@ -67,7 +67,8 @@ def run_lineage(args: argparse.Namespace) -> int:
         chain = lineage.model_lineage(store, name, int(version))
     else:
         # digits are tried as an integer key; string keys ("00123") are matched as strings
-        row_key: object = int(ref) if ref.lstrip("-").isdigit() and not (ref.startswith("0") and len(ref) > 1) else ref
+        numeric = ref.lstrip("-").isdigit() and not (ref.startswith("0") and len(ref) > 1)
+        row_key: object = int(ref) if numeric else ref
         chain = lineage.row_lineage(store, args.dataset, args.model, row_key)
     print(json.dumps(chain, indent=2, default=str) if args.json else lineage.render_text(chain))
     return 0

@@ -51,7 +51,8 @@ def write_parquet_file(df: pd.DataFrame, path: Path) -> Path:
     return Path(path)
 
 
-def parquet_bytes_to_dataframe(data: bytes, columns: list[str] | None = None, *, source: str = "<bytes>") -> pd.DataFrame:
+def parquet_bytes_to_dataframe(data: bytes, columns: list[str] | None = None, *,
+                               source: str = "<bytes>") -> pd.DataFrame:
     """Read Parquet bytes; raises :class:`NotParquetError` naming ``source`` if they are not
     Parquet, :class:`MissingColumnsError` naming ``source`` and the columns it lacks."""
     try:

@@ -89,7 +89,8 @@ def _declared_dtype(contract: Contract, column: str) -> Dtype:
 def _dtype_ok(contract: Contract, column: str, kind: str) -> tuple[bool, str]:
     if column == contract.row_key:
         return kind in ("int", "string"), "int64 or string"
-    if contract.label is not None and column == contract.label.name and contract.label.task != Task.REGRESSION:
+    label = contract.label
+    if label is not None and column == label.name and label.task != Task.REGRESSION:
         classes = contract.label.classes or ()
         wanted = {"string"} if all(isinstance(c, str) for c in classes) else {"int", "bool"}
         return kind in wanted, "/".join(sorted(wanted))
