@@ -484,7 +484,9 @@ class S3Store(ObjectStore):
             result = self._cas_client._put_object(self.bucket, key, data, headers=headers)
         except S3Error as exc:
             status = getattr(exc.response, "status", None) or 0
-            if exc.code in _AUTH_CODES or exc.code == "NoSuchBucket" or not exc.code:
+            # no verdict from a broken request or a passing outage (501 is an answer: unsupported)
+            if (exc.code in _AUTH_CODES or exc.code == "NoSuchBucket" or not exc.code
+                    or (status >= 500 and status != 501)):
                 raise self._translate("probing conditional writes with", key, exc) from None
             return _Answer(status=status, code=reply_excerpt(exc.code, limit=60))
         except Exception as exc:  # noqa: BLE001 (translated; anything unknown is re-raised)
@@ -618,8 +620,10 @@ class S3Store(ObjectStore):
         response lost), the pointer is re-read: if it holds this write's nonce the write won.
         A transport error with the pointer not (yet) ours is retried up to
         ``s3_max_retries`` times, still conditionally, so it is never applied twice.
-        Raises :class:`PointerConflictError` when another writer won, and
-        :class:`StoreUnavailableError` when the outcome could not be learned.
+        Raises :class:`PointerConflictError` when another writer won,
+        :class:`StoreUnavailableError` when the outcome could not be learned, and
+        :class:`StoreCapabilityError` (naming the failed checks) when the server failed the
+        conditional-write probe (:meth:`conditional_write_conformance`).
         """
         validate_key(key)
         self._ensure_bucket()
