@@ -70,7 +70,8 @@ def check_disk(data_dir: Path) -> Check:
         probe = probe.parent
     free = shutil.disk_usage(probe).free / 2**30
     status = Status.OK if free >= MIN_FREE_DISK_GIB else Status.FAIL
-    return Check("free disk", status, f"{free:.1f} GiB free under {data_dir} (need >= {MIN_FREE_DISK_GIB:.0f} GiB)")
+    return Check("free disk", status,
+                 f"{free:.1f} GiB free under {data_dir} (need >= {MIN_FREE_DISK_GIB:.0f} GiB)")
 
 
 def check_python() -> Check:
@@ -98,7 +99,8 @@ def check_prefect_api() -> Check:
 
     url = get_current_settings().api.url
     if not url:
-        return Check("prefect api", Status.OK, "ephemeral mode (no PREFECT_API_URL: runs use a local database)")
+        return Check("prefect api", Status.OK,
+                     "ephemeral mode (no PREFECT_API_URL: runs use a local database)")
     try:
         response = httpx.get(url.rstrip("/") + "/health", timeout=3.0)
     except httpx.HTTPError as exc:
@@ -137,7 +139,8 @@ def check_store(settings: Settings, probe_mib: int) -> Check:
                 pass  # reported by the failure above if the store is down
     mb = size / 1e6
     return Check("object store", Status.OK,
-                 f"{store.location}: {probe_mib} MiB probe up {mb / put_s:.0f} MB/s, down {mb / get_s:.0f} MB/s")
+                 f"{store.location}: {probe_mib} MiB probe up {mb / put_s:.0f} MB/s, "
+                 f"down {mb / get_s:.0f} MB/s")
 
 
 def check_conditional_writes(settings: Settings) -> Check:
@@ -174,7 +177,8 @@ def run_checks(settings: Settings, *, probe_mib: int = 64,
         try:
             results.append(check())
         except Exception as exc:  # noqa: BLE001 - an inventory must report, not crash
-            results.append(Check(getattr(check, "__name__", "check"), Status.FAIL, f"{type(exc).__name__}: {exc}"))
+            results.append(Check(getattr(check, "__name__", "check"), Status.FAIL,
+                                 f"{type(exc).__name__}: {exc}"))
     return results
 
 
