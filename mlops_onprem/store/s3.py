@@ -480,20 +480,24 @@ class S3Store(ObjectStore):
     def _probe_put(self, key: str, data: bytes, condition: dict[str, str]) -> _Answer:
         """One conditional PUT of the probe; a refusal is an answer, a transport failure raises."""
         headers = {"Content-Type": "application/json", _META_HEADER: sha256_bytes(data), **condition}
+        error: StoreError | None = None
         try:
             result = self._cas_client._put_object(self.bucket, key, data, headers=headers)
         except S3Error as exc:
             status = getattr(exc.response, "status", None) or 0
             # no verdict from a broken request or a passing outage (501 is an answer: unsupported)
-            if (exc.code in _AUTH_CODES or exc.code == "NoSuchBucket" or not exc.code
+            if not (exc.code in _AUTH_CODES or exc.code == "NoSuchBucket" or not exc.code
                     or (status >= 500 and status != 501)):
-                raise self._translate("probing conditional writes with", key, exc) from None
-            return _Answer(status=status, code=reply_excerpt(exc.code, limit=60))
+                return _Answer(status=status, code=reply_excerpt(exc.code, limit=60))
+            error = self._translate("probing conditional writes with", key, exc) or StoreError(
+                f"probing conditional writes with {key!r} in {self.location}: HTTP {status} "
+                f"{reply_excerpt(exc.code, limit=60)}")
         except Exception as exc:  # noqa: BLE001 (translated; anything unknown is re-raised)
             error = self._translate("probing conditional writes with", key, exc)
             if error is None:
                 raise
-            raise error from None
+        if error is not None:  # raised outside the except blocks: no SDK reply in __context__
+            raise error
         return _Answer(status=200, etag=(result.etag or "").strip('"'))
 
     def _probe_body(self, key: str) -> bytes:
