@@ -109,7 +109,8 @@ def validated_prefix(dataset: str) -> str:
 
 
 def validated_key(dataset: str, batch_id: str) -> str:
-    return join("validated", validate_name(dataset, "dataset"), validate_name(batch_id + ".parquet", "batch id"))
+    return join("validated", validate_name(dataset, "dataset"),
+                validate_name(batch_id + ".parquet", "batch id"))
 
 
 def validated_scoring_prefix(dataset: str) -> str:
@@ -163,7 +164,8 @@ def model_file_key(name: str, version: int, filename: str) -> str:
 
 
 def alias_key(name: str, alias: str) -> str:
-    return join("models", validate_name(name, "model name"), "aliases", validate_name(alias, "alias") + ".json")
+    return join("models", validate_name(name, "model name"), "aliases",
+                validate_name(alias, "alias") + ".json")
 
 
 def history_prefix(name: str) -> str:

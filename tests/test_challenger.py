@@ -4,8 +4,9 @@ Champion v1 was trained before a concept shift, v2 after it. v2 is set as the sh
 challenger: each nightly ``score-batch`` scores the new batch with both (only v1's predictions
 are delivered), labels arrive a day late (registered by the nightly ``ingest-batch``), and
 ``monitor-model`` promotes v2 at the first run with enough labelled rows both scored. Then the
-old v1 challenges v2 and is retired, the champion untouched. What a user would check is asserted: each batch delivered once by the
-champion of its day, shadow predictions apart, one decision each, all in the history.
+old v1 challenges v2 and is retired, the champion untouched. What a user would check is
+asserted: each batch delivered once by the champion of its day, shadow predictions apart, one
+decision each, all in the history.
 """
 
 from __future__ import annotations
