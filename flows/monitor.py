@@ -83,7 +83,8 @@ def monitor_model(
         _respond_to_drift(result, record, challenger, model_name, dataset, retrain,
                           training_deployment)
     finally:  # the trend records what this run did, a failed retrain included
-        publish_monitoring_trend(model_name, record["run_id"], result["retrain"], challenger)
+        publish_monitoring_trend(model_name, record["run_id"], result["retrain"], challenger,
+                                 record.get("markdown_key"))
     return result
 
 

@@ -25,7 +25,7 @@ from mlops_onprem.contracts import Task
 from mlops_onprem.model_spec import HIGHER_IS_BETTER
 from mlops_onprem.quality import Rows
 
-MAX_ROWS = 1000
+MAX_ROWS = 500
 REPEATS = 2
 
 

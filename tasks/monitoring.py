@@ -329,13 +329,49 @@ def judge_challenger_task(model_name: str, dataset: str,
     return report
 
 
+def next_steps_markdown(retrain: dict[str, Any] | None,
+                        challenger: dict[str, Any] | None) -> str:
+    """What a monitoring run did after its verdict, for the end of its drift report."""
+    from prefect.settings import get_current_settings
+
+    lines = ["## What this run did next", ""]
+    retrain = retrain or {}
+    status = retrain.get("status", "not_needed")
+    line = f"- **Retrain:** {status}"
+    if status == "triggered":
+        line += (f" → v{retrain.get('version')}, "
+                 + ("promoted" if retrain.get("promoted") else "kept out by the promotion gate"))
+        ui = (get_current_settings().ui_url or "").rstrip("/")
+        if retrain.get("flow_run_id"):
+            run = retrain["flow_run_id"]
+            line += f" ([training run]({ui}/runs/flow-run/{run}))" if ui else f" (run `{run}`)"
+    if retrain.get("reason") or retrain.get("error"):
+        line += f": {retrain.get('reason') or retrain.get('error')}"
+    lines.append(line)
+    if challenger:
+        lines.append(f"- **Shadow challenger** v{challenger.get('challenger_version')}: "
+                     f"{challenger['status']} ({challenger.get('reason', '')})")
+    return "\n".join(lines) + "\n"
+
+
 @task(name="publish-monitoring-trend", cache_policy=NONE)
 def publish_monitoring_trend(model_name: str, run_id: str | None,
                              retrain: dict[str, Any] | None = None,
-                             challenger: dict[str, Any] | None = None) -> str:
-    """Record what this monitoring run did next and publish the ``monitoring-trend-<model>``
-    artifact (drifted share, top features, realized/estimated/holdout quality over the runs)."""
+                             challenger: dict[str, Any] | None = None,
+                             report_markdown_key: str | None = None) -> str:
+    """Record what this monitoring run did next, append it to the run's drift report artifact
+    (the retrain it triggered, with a link) and publish the ``monitoring-trend-<model>`` artifact
+    (drifted share, top features, realized/estimated/holdout quality over the runs)."""
     store = open_store()
+    acted = (retrain or {}).get("status", "not_needed") != "not_needed" or challenger
+    if report_markdown_key and acted:
+        report = store.get_bytes(report_markdown_key).decode("utf-8")
+        create_markdown_artifact(
+            markdown=report + "\n" + next_steps_markdown(retrain, challenger) + "\n"
+            + related_links({"trend": artifact_key("monitoring-trend", model_name),
+                             "model card": artifact_key("model-card", model_name)}) + "\n",
+            key=artifact_key("drift-report", model_name),
+            description=f"Drift report of {model_name} and what the run did next")
     outcome = {
         "retrain": {k: (retrain or {}).get(k) for k in ("status", "version", "promoted", "flow_run_id")}
         if retrain else None,

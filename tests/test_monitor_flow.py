@@ -110,6 +110,18 @@ def test_closed_loop_clean_then_drift_alert_retrain_and_debounce(s3_env, s3_stor
     assert titles[1].startswith("[mlops] demo: retrained v2 ")
     assert str(retrain["decision"]["candidate_score"]) in webhook[1]["message"]
 
+    # the run's drift report artifact ends with what it did next: the retrain and its version
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        report = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["drift-report-demo"])),
+            sort=ArtifactSort.CREATED_DESC, limit=1)[0]
+    assert "## What this run did next" in report.data
+    assert "**Retrain:** triggered → v2" in report.data, report.data[-600:]
+
     state = read_retrain_state(s3_store, "demo")
     assert state["state"] == "idle" and state["outcome"]["version"] == 2
     assert state["trigger"]["report_key"] == drifted["report_key"]

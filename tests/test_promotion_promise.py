@@ -6,8 +6,8 @@ Simulated, imbalanced binary data (20 % positives); the challenger and the champ
 same signal through independent noise. Equal noise: equal quality. Measured at alpha 0.05 with
 log loss (200 trials): false promotions 4.5 % at 100 rows, 5.5 % at 300, 5.5 % at 1000 (ROC
 AUC: 6 %, 4.5 %, 7 %); power against the less noisy challenger 37 % at 100 rows, 76 % at 300,
-98 % at 1000. The test asserts at most alpha plus three standard errors at each size, and the
-power at 1000.
+98 % at 1000. The test asserts at most alpha plus three standard errors at 100 and
+300 rows (1000 measured above), and the power at 1000.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _promoted(rng: np.random.Generator, n: int, challenger_noise: float) -> bool
                  improvements=improvements).promoted
 
 
-@pytest.mark.parametrize("n", [100, 300, 1000])
+@pytest.mark.parametrize("n", [100, 300])
 def test_equal_models_are_promoted_at_most_alpha_of_the_time(n):
     rng = np.random.default_rng(n)
     rate = np.mean([_promoted(rng, n, 0.8) for _ in range(TRIALS)])

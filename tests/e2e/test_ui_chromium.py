@@ -10,11 +10,24 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
-from .conftest import RUN_TIMEOUT_S, PipelineRun, PrefectServer, require_deployment
+from mlops_onprem import keys
+from mlops_onprem.store.parquet import put_dataframe
+from mlops_onprem.synthetic import generate_batch
+
+from .conftest import (
+    DATASET,
+    RUN_TIMEOUT_S,
+    SPEC,
+    PipelineRun,
+    PrefectServer,
+    fresh_start_row,
+    require_deployment,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 # where the screenshot is kept (e.g. set by `make test-ui`); else the test's temporary directory
@@ -40,13 +53,22 @@ def chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProces
 
 
 @pytest.fixture(scope="module")
-def monitor(pipeline_run: PipelineRun, worker, deployed, prefect_server: PrefectServer):
-    """One monitor-model/onprem run after the pipeline run (both tests read its pages)."""
+def monitor(pipeline_run: PipelineRun, worker, deployed, e2e_store, prefect_server: PrefectServer):
+    """A fresh inbox batch scored by whichever version is champion now (earlier e2e tests may
+    have promoted a retrain), then one monitor-model/onprem run: both tests read its pages."""
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from mlops_onprem.store.s3 import S3Store
+
+    require_deployment(deployed, "score-batch/onprem")
     require_deployment(deployed, "monitor-model/onprem")
+    store = S3Store(e2e_store.admin_settings)
+    put_dataframe(store, keys.scoring_inbox_key(DATASET, f"ui-{uuid.uuid4().hex[:6]}"),
+                  generate_batch(SPEC, 300, seed=40, with_label=False, start_row=fresh_start_row()))
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        scored = run_deployment("score-batch/onprem", timeout=RUN_TIMEOUT_S, poll_interval=1)
+        assert scored.state.is_completed(), f"{scored.state}\n{worker.tail()}"
         run = run_deployment("monitor-model/onprem", parameters={"retrain": False},
                              timeout=RUN_TIMEOUT_S, poll_interval=1)
     assert run.state.is_completed(), f"{run.state}\n{worker.tail()}"
