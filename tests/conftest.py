@@ -6,10 +6,8 @@ Both are started once per test session. Every S3 test gets a fresh bucket.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 # moto reads this when it is imported: the first requests (the IAM bootstrap below) skip
@@ -19,37 +17,15 @@ os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(MOTO_BOOTSTRAP_REQUESTS)
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 import pytest  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
 
 import mlops_onprem  # noqa: E402,F401  (switches telemetry off before Prefect is imported)
 from mlops_onprem.settings import Settings, get_settings  # noqa: E402
 from mlops_onprem.store.local import LocalStore  # noqa: E402
 from mlops_onprem.store.s3 import S3Store  # noqa: E402
+from tests.fixtures.servers import MotoServer, free_port, s3_settings_for  # noqa: E402,F401
 
 ADMIN_POLICY = """{"Version": "2012-10-17",
  "Statement": [{"Effect": "Allow", "Action": ["s3:*", "iam:*"], "Resource": "*"}]}"""
-
-
-@dataclass(frozen=True)
-class MotoServer:
-    host: str
-    port: int
-    access_key: str
-    secret_key: str
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.endpoint}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -71,16 +47,6 @@ def moto_server() -> Iterator[MotoServer]:
     yield MotoServer(host=host, port=port, access_key=key["AccessKeyId"],
                      secret_key=key["SecretAccessKey"])
     server.stop()
-
-
-def s3_settings_for(server: MotoServer, bucket: str, **overrides: object) -> Settings:
-    values: dict[str, object] = dict(
-        s3_endpoint=server.endpoint, s3_access_key=SecretStr(server.access_key),
-        s3_secret_key=SecretStr(server.secret_key), s3_secure=False, bucket=bucket,
-        s3_region="us-east-1", s3_connect_timeout_s=2.0, s3_read_timeout_s=20.0, s3_max_retries=1,
-    )
-    values.update(overrides)
-    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture

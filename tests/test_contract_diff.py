@@ -306,7 +306,7 @@ def test_cli_diff_of_an_invalid_contract_is_an_error_naming_the_file(tmp_path, c
 def register_champion(store, trained_under: Contract) -> None:
     """A registry version in the stored layout: ONNX, the contract beside it, card, alias."""
     from mlops_onprem.store.base import sha256_bytes
-    from tests.scoring_fixtures import linear_onnx
+    from tests.fixtures.scoring import linear_onnx
 
     model = linear_onnx(trained_under)
     onnx_key = keys.model_file_key("demo", 1, "model.onnx")

@@ -32,7 +32,7 @@ def test_a_malformed_manifest_names_its_key(local_store):
 
 
 def test_a_model_without_the_kits_metadata_is_named():
-    from tests.scoring_fixtures import contract_for, linear_onnx
+    from tests.fixtures.scoring import contract_for, linear_onnx
 
     plain = linear_onnx(contract_for())
     import onnx

@@ -12,7 +12,7 @@ from mlops_onprem import registry
 from mlops_onprem.contracts import Task
 from mlops_onprem.model_card import render_card_markdown
 from mlops_onprem.model_insights import holdout_figure, permutation_importance
-from tests.training_fixtures import register_small, seed_validated
+from tests.fixtures.training import register_small, seed_validated
 
 PNG = b"\x89PNG"
 

@@ -31,7 +31,7 @@ from mlops_onprem.onnx_io import (
 )
 from mlops_onprem.synthetic import UNSEEN_CATEGORY, SyntheticSpec, generate_batch, make_contract
 from mlops_onprem.training import TrainedModel, build_pipeline, train_model
-from tests.training_fixtures import small_spec
+from tests.fixtures.training import small_spec
 
 TASKS = [Task.BINARY, Task.MULTICLASS, Task.REGRESSION]
 

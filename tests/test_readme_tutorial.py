@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import shlex
-from pathlib import Path
 
 import yaml
 
 from mlops_onprem.cli import main as mlops_main
 from mlops_onprem.store.parquet import write_parquet_file
 from mlops_onprem.synthetic import SyntheticSpec, generate_batch
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCK = re.compile(r"```(\w+) tutorial\n(.*?)```", re.DOTALL)
-
-
-def tutorial_blocks() -> list[tuple[str, str]]:
-    return BLOCK.findall(README.read_text(encoding="utf-8"))
+from tests.fixtures.readme import tutorial_blocks
 
 
 def test_readme_tutorial_runs_end_to_end(local_env, tmp_path, monkeypatch, capsys):

@@ -8,13 +8,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from scoring_fixtures import (
-    contract_for,
-    expected_scores,
-    linear_onnx,
-    measure_peak_memory,
-    write_input,
-)
 
 from mlops_onprem import keys, scoring
 from mlops_onprem.contracts import Task
@@ -34,7 +27,16 @@ from mlops_onprem.scoring import (
     scoring_schema_check,
 )
 from mlops_onprem.store.base import sha256_bytes
+from mlops_onprem.synthetic import generate_batch
 from mlops_onprem.validation import LabelLeakageError, MissingColumnError, UnexpectedColumnError
+from tests.fixtures.scoring import (
+    contract_for,
+    expected_scores,
+    linear_onnx,
+    measure_peak_memory,
+    spec_for,
+    write_input,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 INPUT_KEY = "validated/demo/b1.parquet"
@@ -153,8 +155,7 @@ def test_schema_check_rejects_missing_and_extra_columns_but_tolerates_the_label(
     contract = contract_for(Task.BINARY)
     check = scoring_schema_check(contract)
     good = pa.Table.from_pandas(
-        __import__("mlops_onprem.synthetic", fromlist=["x"]).generate_batch(
-            __import__("scoring_fixtures").spec_for(Task.BINARY), 3, seed=1, with_label=True),
+        generate_batch(spec_for(Task.BINARY), 3, seed=1, with_label=True),
         preserve_index=False,
     )
     check(good.schema)  # label present: never read at scoring, so not leakage

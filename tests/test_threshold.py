@@ -18,7 +18,7 @@ from mlops_onprem.scoring import clear_session_cache, resolve_scoring_model, sco
 from mlops_onprem.store.parquet import get_dataframe
 from mlops_onprem.threshold import ThresholdSpec, _counts_at, choose_threshold
 from mlops_onprem.training import train_candidate
-from tests.training_fixtures import register_small, seed_validated, small_spec
+from tests.fixtures.training import register_small, seed_validated, small_spec
 
 
 def imbalanced(n: int, positive_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

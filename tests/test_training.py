@@ -23,7 +23,7 @@ from mlops_onprem.training import (
     train_model,
     training_data_sha256,
 )
-from tests.training_fixtures import gate_landed, seed_validated, small_spec
+from tests.fixtures.training import gate_landed, seed_validated, small_spec
 
 
 def test_training_frame_is_the_ledgers_training_set_with_batch_versions(local_store):

@@ -35,7 +35,7 @@ import yaml
 from mlops_onprem import keys
 from mlops_onprem.store.parquet import put_dataframe
 from mlops_onprem.synthetic import SyntheticSpec, corrupt_batch, generate_batch
-from tests.conftest import free_port
+from tests.fixtures.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -247,9 +247,9 @@ def e2e_store(moto_server, tmp_path_factory) -> E2EStore:
     """A bucket plus IAM users holding the policies of deployments/minio/policies (re-targeted
     at this bucket), as deployments/minio/setup.sh creates them on MinIO."""
     import boto3
-    from conftest import s3_settings_for  # tests/conftest.py (the session's moto server)
 
     from mlops_onprem.store.s3 import S3Store
+    from tests.fixtures.servers import s3_settings_for  # tests/conftest.py (the session's moto server)
 
     bucket = f"e2e-{uuid.uuid4().hex[:12]}"
     admin_settings = s3_settings_for(moto_server, bucket,

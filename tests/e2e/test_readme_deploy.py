@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.test_readme_tutorial import tutorial_blocks
+from tests.fixtures.readme import tutorial_blocks
 
 from .conftest import VENV_BIN, WORK_POOL
 

@@ -47,7 +47,7 @@ def test_a_flow_run_outside_make_gets_the_kits_prefect_defaults():
              "s = get_current_settings()\n"
              "print(s.server.ephemeral.startup_timeout_seconds, s.server.analytics_enabled)")
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
-                         timeout=120, cwd=Path(__file__).resolve().parents[1])
+                         timeout=120, cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-2:] == ["120", "False"], out.stdout
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
 
 from flows.ingest import ingest_batch
 from flows.monitor import monitor_model
@@ -35,10 +34,11 @@ from mlops_onprem.settings import get_settings
 from mlops_onprem.store import open_store
 from mlops_onprem.store.parquet import put_dataframe
 from mlops_onprem.synthetic import SyntheticSpec, generate_batch
+from tests.fixtures.deployments import deployment_parameters
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPEC = SyntheticSpec(dataset="demo")
 DAYS = 24
 SHIFT_DAY = 20
@@ -47,13 +47,6 @@ HISTORY_DAYS = 10  # what a company has on the day it installs the kit
 TRAIN_ROWS, SCORE_ROWS = 500, 400
 LABEL_DELAY_DAYS = 2
 START = date(2026, 11, 1)
-
-
-def deployment_parameters() -> dict[str, dict[str, Any]]:
-    """entrypoint function name -> the deployment's parameters, as prefect.yaml declares them."""
-    document = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
-    return {d["entrypoint"].rsplit(":", 1)[1]: dict(d.get("parameters") or {})
-            for d in document["deployments"]}
 
 
 def day_of(n: int) -> str:

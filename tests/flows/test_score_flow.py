@@ -6,7 +6,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from scoring_fixtures import contract_for, linear_onnx, spec_for
 
 from flows.score import score_batch
 from mlops_onprem import keys, ledger
@@ -18,11 +17,18 @@ from mlops_onprem.manifest import (
 )
 from mlops_onprem.onnx_io import FeatureMismatchError
 from mlops_onprem.registry import ModelNotFoundError
-from mlops_onprem.scoring import InputPartition, ModelRef, score_object
+from mlops_onprem.scoring import InputPartition, score_object
 from mlops_onprem.scoring_plan import plan_run_id, select_versions
 from mlops_onprem.store.base import ObjectStore, sha256_bytes
 from mlops_onprem.store.parquet import dataframe_to_parquet_bytes, put_dataframe
 from mlops_onprem.synthetic import generate_batch
+from tests.fixtures.scoring import (
+    contract_for,
+    land_inbox,
+    linear_onnx,
+    register_handmade_champion,
+    spec_for,
+)
 
 pytestmark = pytest.mark.s3
 
@@ -30,35 +36,6 @@ MANIFEST_FIELDS = {
     "model_name", "model_version", "run_id", "created_at", "inputs", "outputs", "timings",
     "contract_dataset", "contract_version", "failed_partitions", "status",
 }
-
-
-def register_handmade_champion(store: ObjectStore, model_bytes: bytes, name: str = "demo",
-                               version: int = 1) -> ModelRef:
-    """Commit a model in the registry's stored layout (card.json + champion pointer).
-
-    Lets the flow tests use a tiny exact model (and a deliberately wrong one) without
-    training; ``test_trained_champion_scores_end_to_end`` covers a real trained one.
-    """
-    onnx_key = keys.model_file_key(name, version, "model.onnx")
-    store.put_bytes(onnx_key, model_bytes)
-    sha = sha256_bytes(model_bytes)
-    store.put_json(keys.model_card_key(name, version), {
-        "name": name, "version": version,
-        "files": {"onnx": {"key": onnx_key, "sha256": sha}},
-    })
-    store.write_pointer(keys.alias_key(name, "champion"), {"version": version}, expected_token=None)
-    return ModelRef(name, version, onnx_key, sha)
-
-
-def land_inbox(store: ObjectStore, n_batches: int = 3, rows: int = 400) -> list[str]:
-    """Unlabelled demo batches in the scoring inbox (the flow's default input)."""
-    landed = []
-    for i in range(n_batches):
-        frame = generate_batch(spec_for(), rows, seed=100 + i, start_row=i * rows, with_label=False)
-        key = keys.scoring_inbox_key("demo", f"b{i:03d}")
-        put_dataframe(store, key, frame)
-        landed.append(key)
-    return landed
 
 
 @pytest.fixture

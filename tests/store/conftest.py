@@ -1,9 +1,6 @@
-"""Compare-and-swap is refused, clearly, on a server that silently ignores conditional writes.
-
-Some S3-compatible servers drop ``If-None-Match`` / ``If-Match`` and overwrite anyway. We build
-one for real: a loopback HTTP proxy that strips those headers in front of a second moto server
-(without auth, so the stripped headers do not break request signatures).
-"""
+"""The loopback servers of the conditional-write tests: moto without auth in its own process, and
+a proxy in front of it that silently drops ``If-None-Match`` / ``If-Match`` (as some S3-compatible
+servers do)."""
 
 from __future__ import annotations
 
@@ -17,12 +14,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from pydantic import SecretStr
 
-from mlops_onprem.errors import PointerConflictError, StoreCapabilityError
-from mlops_onprem.settings import Settings
-from mlops_onprem.store.s3 import S3Store
-from tests.conftest import free_port
+from tests.fixtures.servers import free_port
 
 CONDITIONAL_HEADERS = {"if-none-match", "if-match"}
 
@@ -80,29 +73,3 @@ def header_stripping_proxy(plain_moto: int) -> Iterator[int]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.server_address[1]
     server.shutdown()
-
-
-def store_at(port: int, bucket: str, tmp_path) -> S3Store:
-    return S3Store(Settings(
-        _env_file=None, s3_endpoint=f"127.0.0.1:{port}", s3_access_key=SecretStr("plain"),
-        s3_secret_key=SecretStr("plain-secret"), s3_secure=False, bucket=bucket,
-        s3_region="us-east-1", s3_max_retries=0, data_dir=tmp_path,
-    ))
-
-
-def test_cas_is_refused_when_the_server_ignores_conditional_headers(header_stripping_proxy, tmp_path):
-    store = store_at(header_stripping_proxy, "ignores-conditions", tmp_path)
-    store.put_bytes("plain/object", b"ordinary writes still work")
-    with pytest.raises(StoreCapabilityError, match="create-if-absent, existing key: expected 412"):
-        store.write_pointer("models/demo/aliases/champion.json", {"version": 1}, expected_token=None)
-    assert not store.exists("models/demo/aliases/champion.json")
-    assert list(store.list("control/cas-probe/")) == []  # the probe cleans up after itself
-
-
-def test_the_same_server_without_the_proxy_supports_cas(plain_moto, tmp_path):
-    store = store_at(plain_moto, "honours-conditions", tmp_path)
-    first = store.write_pointer("ptr.json", {"v": 1}, expected_token=None)
-    with pytest.raises(PointerConflictError):
-        store.write_pointer("ptr.json", {"v": 2}, expected_token=None)
-    store.write_pointer("ptr.json", {"v": 2}, expected_token=first.token)
-    assert store.read_pointer("ptr.json").value == {"v": 2}

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from scoring_fixtures import linear_onnx
-from test_score_flow import land_inbox, register_handmade_champion
 
 from flows.score import score_batch
 from mlops_onprem.contracts import find_contract
 from mlops_onprem.manifest import read_manifest
+from tests.fixtures.scoring import land_inbox, linear_onnx, register_handmade_champion
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 

@@ -21,7 +21,7 @@ from mlops_onprem.registry import (
 )
 from mlops_onprem.store import open_store
 from mlops_onprem.training import train_candidate
-from tests.training_fixtures import register_small, seed_validated, small_spec
+from tests.fixtures.training import register_small, seed_validated, small_spec
 
 
 class PauseOnAliasRead:
@@ -259,7 +259,7 @@ def test_cli_lists_shows_promotes_and_rolls_back(local_env, capsys):
 def test_the_comparison_leaves_out_rows_the_champion_was_fitted_on(local_store):
     from mlops_onprem.store.parquet import put_dataframe
     from mlops_onprem.synthetic import SyntheticSpec, generate_batch
-    from tests.training_fixtures import gate_landed
+    from tests.fixtures.training import gate_landed
 
     contract = seed_validated(local_store)
     champion = register_small(local_store, contract)

@@ -27,7 +27,7 @@ import pytest
 from mlops_onprem import registry, retrain_control
 from mlops_onprem.errors import PointerConflictError
 from mlops_onprem.store.s3 import S3Store
-from tests.conftest import s3_settings_for
+from tests.fixtures.servers import s3_settings_for
 
 CONDITIONAL = ("if-none-match", "if-match")
 HOP_BY_HOP = ("transfer-encoding", "connection", "content-length", "keep-alive")

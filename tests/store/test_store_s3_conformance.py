@@ -21,18 +21,8 @@ from mlops_onprem.cli import main
 from mlops_onprem.errors import StoreCapabilityError
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store.s3 import PROBE_RACE_WRITERS, S3Store
-from tests import test_store_s3_cas_probe as cas_probe
-
-# the loopback servers of the CAS-probe tests: moto without auth, and the proxy that drops the headers
-plain_moto = cas_probe.plain_moto
-header_stripping_proxy = cas_probe.header_stripping_proxy
-store_at = cas_probe.store_at
-
-CHECKS = ["create-if-absent, missing key", "create-if-absent, existing key",
-          "update-if-match, fresh etag", "update-if-match, stale etag", "if-match, missing key",
-          f"concurrent create race ({PROBE_RACE_WRITERS} writers)"]
-FAILED_BEHIND_PROXY = {"create-if-absent, existing key", "update-if-match, stale etag",
-                       "if-match, missing key", f"concurrent create race ({PROBE_RACE_WRITERS} writers)"}
+from tests.fixtures.conformance import CHECKS, FAILED_BEHIND_PROXY
+from tests.fixtures.servers import store_at
 
 
 def fresh_bucket() -> str:

@@ -7,8 +7,8 @@ import re
 from mlops_onprem.cli import main
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store.s3 import S3Store
-from tests.conftest import free_port
-from tests.test_store_s3_conformance import CHECKS
+from tests.fixtures.conformance import CHECKS
+from tests.fixtures.servers import free_port
 
 
 def test_doctor_measures_store_speed_and_removes_its_probe(s3_env, capsys):

@@ -22,7 +22,7 @@ from mlops_onprem.retrain_control import read_retrain_state
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store.parquet import put_dataframe
 from mlops_onprem.synthetic import SyntheticSpec, generate_batch, make_contract
-from tests.training_fixtures import gate_landed, seed_validated
+from tests.fixtures.training import gate_landed, seed_validated
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 SPEC = SyntheticSpec(dataset="demo")

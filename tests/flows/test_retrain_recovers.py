@@ -12,15 +12,14 @@ import pandas as pd
 from mlops_onprem import keys, registry
 from mlops_onprem.contracts import Task
 from mlops_onprem.monitoring import monitor
-from mlops_onprem.registry import check_candidate_parity, promote_if_better, register_candidate
+from mlops_onprem.registry import promote_if_better
 from mlops_onprem.store.parquet import put_dataframe
 from mlops_onprem.synthetic import SyntheticSpec, generate_batch, make_contract
-from mlops_onprem.training import train_candidate
-from tests.test_monitoring import _write_scoring_run
-from tests.training_fixtures import gate_landed, small_spec
+from tests.fixtures.monitoring import write_scoring_run
+from tests.fixtures.training import CONCEPT_SHIFT, gate_landed, train_and_register
 
 SPEC = SyntheticSpec(dataset="demo")
-SHIFT = 0.8  # label weights move to -0.6x their old value: the old ranking is now wrong
+SHIFT = CONCEPT_SHIFT
 WINDOW_BATCHES = 2  # the champion trains on the newest two batches; so does its retrain
 RECOVERY = 0.10  # ROC AUC the retrain must win by on post-shift labels
 
@@ -31,22 +30,13 @@ def _land(store, name: str, n: int, seed: int, start_row: int, concept: float) -
     put_dataframe(store, keys.incoming_key("demo", name), frame)
 
 
-def _train(store, contract, run_id: str):
-    candidate = train_candidate(store, dataset="demo", contract=contract,
-                                spec=small_spec("logistic"), model_name="demo", run_id=run_id,
-                                window_batches=WINDOW_BATCHES)
-    parity = check_candidate_parity(store, candidate, contract)
-    return register_candidate(store, candidate, contract, parity, flow_run_id=run_id,
-                              invocation={"window_batches": WINDOW_BATCHES})
-
-
 def test_a_quality_drop_after_a_concept_shift_retrains_and_the_retrain_recovers(local_store):
     store = local_store
     contract = make_contract(SPEC)
     for i in range(2):
         _land(store, f"pre-{i}", 1500, seed=i, start_row=i * 10_000, concept=0.0)
     gate_landed(store, contract)
-    champion = _train(store, contract, "run-champion")
+    champion = train_and_register(store, contract, "run-champion", WINDOW_BATCHES)
     assert promote_if_better(store, "demo", champion.version).promoted
 
     # the world changes: new labelled training batches, a scored batch whose labels arrive late
@@ -54,14 +44,14 @@ def test_a_quality_drop_after_a_concept_shift_retrains_and_the_retrain_recovers(
         _land(store, f"post-{i}", 1500, seed=10 + i, start_row=100_000 + i * 10_000, concept=SHIFT)
     gate_landed(store, contract)
     scored = generate_batch(SPEC, 1500, seed=20, start_row=200_000, concept_shift=SHIFT)
-    _write_scoring_run(store, contract, champion, "run-post", scored)
+    write_scoring_run(store, contract, champion, "run-post", scored)
 
     report = monitor(store, "demo", "demo", window_batches=1)
     assert "quality_drop" in report.decision.rules_fired and report.decision.retrain, \
         report.decision.reasons
     assert report.drift.drifted_features == []  # the inputs did not move
 
-    retrain = _train(store, contract, "run-retrain")
+    retrain = train_and_register(store, contract, "run-retrain", WINDOW_BATCHES)
     decision = promote_if_better(store, "demo", retrain.version)
     assert decision.promoted, decision.reason
     assert decision.excluded_rows == 0  # its holdout is post-shift rows the champion never saw

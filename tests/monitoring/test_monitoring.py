@@ -27,12 +27,12 @@ from mlops_onprem.monitoring import (
     render_markdown,
     write_report,
 )
-from mlops_onprem.onnx_io import build_feeds, create_session, run_scores
 from mlops_onprem.reference_profile import build_reference_profile
-from mlops_onprem.registry import load_onnx_bytes, promote_if_better
+from mlops_onprem.registry import promote_if_better
 from mlops_onprem.store.parquet import put_dataframe
 from mlops_onprem.synthetic import SyntheticSpec, generate_batch, make_contract
-from tests.training_fixtures import register_small, seed_validated
+from tests.fixtures.monitoring import write_scoring_run
+from tests.fixtures.training import register_small, seed_validated
 
 SPEC = SyntheticSpec(n_numeric=4, n_categorical=2, nullable_share=0.0)
 POLICY = MonitoringPolicy()
@@ -195,50 +195,6 @@ def test_markdown_has_the_feature_table_decision_rule_and_embedded_chart(profile
     assert base64.b64decode(encoded) == png
 
 
-# --- one monitoring pass against the store -------------------------------------------------------
-def _score_with_champion(store, contract, frame: pd.DataFrame, version) -> pd.DataFrame:
-    session = create_session(load_onnx_bytes(store, version), name="test")
-    scores = run_scores(session, build_feeds(frame, contract), Task.BINARY)
-    return pd.DataFrame({"row_id": frame["row_id"], "score": scores.score,
-                         "predicted_label": scores.label, "model_name": "demo",
-                         "model_version": version.version})
-
-
-def _write_scoring_run(store, contract, version, run_id: str, frame: pd.DataFrame) -> str:
-    """A scored batch as the flows leave it: inbox object, validated copy, part, manifest, the
-    ledger's landed/validated/scored events, and its delayed labels (registered)."""
-    from mlops_onprem import batch_gate, ledger
-    from mlops_onprem.store.base import sha256_bytes
-
-    unlabelled = frame.drop(columns=["label"])
-    inbox = keys.scoring_inbox_key("demo", f"score-{run_id}")
-    info = put_dataframe(store, inbox, unlabelled)
-    landed = ledger.landed_event("scoring", key=inbox, etag=info.etag, sha256=info.sha256 or
-                                 sha256_bytes(store.get_bytes(inbox)), size=info.size,
-                                 partition_day=None)
-    vid = landed["version"]
-    validated_key = keys.validated_scoring_key("demo", vid)
-    put_dataframe(store, validated_key, unlabelled)
-    out_key = keys.prediction_part_key("demo", version.version, run_id, "part-0.parquet")
-    put_dataframe(store, out_key, _score_with_champion(store, contract, frame, version))
-    manifest_key = keys.scoring_manifest_key("demo", version.version, run_id)
-    store.put_json(manifest_key, {"run_id": run_id})  # monitoring reads the ledger, not this
-    ledger.record(store, "demo", [
-        landed,
-        ledger.make_event("validated", vid, identity=("scoring", contract.version), stage="scoring",
-                          contract_version=contract.version, source_key=inbox,
-                          validated_key=validated_key, rows=len(frame),
-                          row_key_min=int(frame["row_id"].min()), row_key_max=int(frame["row_id"].max())),
-        ledger.make_event("scored", vid, identity=("demo", version.version, run_id),
-                          model_name="demo", model_version=version.version, run_id=run_id,
-                          manifest_key=manifest_key, output_key=out_key, rows=len(frame), mode="new"),
-    ])
-    put_dataframe(store, keys.labels_key("demo", f"labels-{run_id}"), frame[["row_id", "label"]])
-    index = ledger.read_index(store, "demo")
-    ledger.record(store, "demo", batch_gate.discover_labels(store, "demo", contract, index))
-    return manifest_key
-
-
 @pytest.mark.s3
 def test_monitor_reads_the_ledger_window_detects_drift_and_writes_the_report(store):
     contract = seed_validated(store, rows=1200)
@@ -249,7 +205,7 @@ def test_monitor_reads_the_ledger_window_detects_drift_and_writes_the_report(sto
 
     spec = SyntheticSpec(dataset="demo")
     clean = generate_batch(spec, 1500, seed=50, start_row=100_000)
-    _write_scoring_run(store, contract, version, "run-clean", clean)
+    write_scoring_run(store, contract, version, "run-clean", clean)
     report = monitor(store, "demo", "demo", window_batches=1)
     assert report.decision.status == DECISION_NO_DRIFT, report.decision.reasons
     assert report.quality is not None and report.quality.labelled_rows == 1500
@@ -263,7 +219,7 @@ def test_monitor_reads_the_ledger_window_detects_drift_and_writes_the_report(sto
     assert again.drift.to_dict()["features"] == report.drift.to_dict()["features"]
 
     shifted = generate_batch(spec, 1500, seed=51, start_row=200_000, covariate_shift=1.5)
-    _write_scoring_run(store, contract, version, "run-shifted", shifted)
+    write_scoring_run(store, contract, version, "run-shifted", shifted)
     report = monitor(store, "demo", "demo", window_batches=1)
     assert report.window["run_ids"] == ["run-shifted"]
     assert report.window["label_keys"] == [keys.labels_key("demo", "labels-run-shifted")]
@@ -284,7 +240,7 @@ def test_a_rescored_batch_counts_once_and_only_overlapping_label_objects_are_rea
     version = register_small(store, contract)
     promote_if_better(store, "demo", version.version)
     spec = SyntheticSpec(dataset="demo")
-    _write_scoring_run(store, contract, version, "run-a",
+    write_scoring_run(store, contract, version, "run-a",
         generate_batch(spec, 600, seed=60, start_row=100_000))
     index = ledger.read_index(store, "demo")
     (view,) = ledger.versions(index, stage="scoring")

@@ -8,7 +8,7 @@ from flows.train import train_model
 from mlops_onprem import keys, registry
 from mlops_onprem.onnx_export import ParityError
 from mlops_onprem.store import open_store
-from tests.training_fixtures import seed_validated
+from tests.fixtures.training import seed_validated
 
 
 def _spec_file(tmp_path, name: str, extra: str = "") -> str:

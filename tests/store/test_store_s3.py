@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from mlops_onprem.errors import BucketMissingError, StoreAuthError, StoreUnavailableError
 from mlops_onprem.store import open_store
 from mlops_onprem.store.s3 import S3Store
-from tests.conftest import free_port, s3_settings_for
+from tests.fixtures.servers import free_port, s3_settings_for
 
 
 def test_open_store_picks_s3_when_an_endpoint_is_configured(s3_settings):

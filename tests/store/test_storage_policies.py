@@ -17,16 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MotoServer, s3_settings_for
 from pydantic import SecretStr
 
 from mlops_onprem import keys
 from mlops_onprem.errors import StoreAuthError
 from mlops_onprem.store.s3 import S3Store
+from tests.fixtures.servers import MotoServer, s3_settings_for
 
 pytestmark = pytest.mark.s3
 
-POLICY_DIR = Path(__file__).resolve().parents[1] / "deployments" / "minio" / "policies"
+POLICY_DIR = Path(__file__).resolve().parents[2] / "deployments" / "minio" / "policies"
 ROLES = ("ingest", "training", "scoring", "monitoring")
 DEFAULT_BUCKET_ARN = "arn:aws:s3:::mlops"
 DATASET, MODEL = "demo", "demo-model"

@@ -22,7 +22,7 @@ from mlops_onprem import registry
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store import open_store
 from tasks.training_slot import TrainingSlotTimeoutError, ensure_training_limit, training_slot
-from tests.training_fixtures import seed_validated
+from tests.fixtures.training import seed_validated
 
 ROWS = 600  # the smallest training set the flow tests use is 800; logistic needs few rows
 RENDEZVOUS_S = 3.0

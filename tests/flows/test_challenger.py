@@ -26,8 +26,8 @@ from mlops_onprem.monitoring import MonitoringPolicy
 from mlops_onprem.store import open_store
 from mlops_onprem.store.parquet import get_dataframe, put_dataframe
 from mlops_onprem.synthetic import SyntheticSpec, generate_batch, make_contract
-from tests.test_retrain_recovers import SHIFT, _train
-from tests.test_steady_state import deployment_parameters
+from tests.fixtures.deployments import deployment_parameters
+from tests.fixtures.training import CONCEPT_SHIFT, train_and_register
 
 SPEC = SyntheticSpec(dataset="demo")
 SCORE_ROWS = 350  # one day's labels are enough for the policy's default minimum (300)
@@ -44,7 +44,7 @@ def _day(store, n: int, labels: dict[int, pd.DataFrame]) -> None:
     """Land day ``n``'s scoring batch (post-shift) and the labels of day ``n - 1``'s."""
     day = (START + timedelta(days=n)).isoformat()
     frame = generate_batch(SPEC, SCORE_ROWS, seed=500 + n, start_row=1_000_000 + n * 10_000,
-                           concept_shift=SHIFT, start_time=pd.Timestamp(day))
+                           concept_shift=CONCEPT_SHIFT, start_time=pd.Timestamp(day))
     put_dataframe(store, f"inbox/demo/dt={day}/batch.parquet", frame.drop(columns=["label"]))
     labels[n] = frame[["row_id", "label"]]
     if n - 1 in labels:
@@ -53,7 +53,7 @@ def _day(store, n: int, labels: dict[int, pd.DataFrame]) -> None:
 
 @pytest.mark.slow
 def test_a_shadow_challenger_is_promoted_when_better_and_retired_when_worse(local_env, capsys):
-    from tests.training_fixtures import gate_landed
+    from tests.fixtures.training import gate_landed
 
     params = deployment_parameters()
     ingest, score = params["ingest_batch"], params["score_batch"]
@@ -65,12 +65,12 @@ def test_a_shadow_challenger_is_promoted_when_better_and_retired_when_worse(loca
     for i in range(2):
         _land_training(store, f"pre-{i}", seed=i, start_row=i * 10_000, concept=0.0)
     gate_landed(store, contract)
-    v1 = _train(store, contract, "run-v1")
+    v1 = train_and_register(store, contract, "run-v1")
     assert registry.promote_if_better(store, "demo", v1.version).promoted
     for i in range(2):
-        _land_training(store, f"post-{i}", seed=10 + i, start_row=100_000 + i * 10_000, concept=SHIFT)
+        _land_training(store, f"post-{i}", seed=10 + i, start_row=100_000 + i * 10_000, concept=CONCEPT_SHIFT)
     gate_landed(store, contract)
-    v2 = _train(store, contract, "run-v2")  # registered, not promoted
+    v2 = train_and_register(store, contract, "run-v2")  # registered, not promoted
 
     with pytest.raises(challenger.ChallengerError, match="is the champion"):
         challenger.set_challenger(store, "demo", v1.version)
