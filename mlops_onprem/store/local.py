@@ -15,7 +15,7 @@ commit. As on S3, ``a`` and ``a/b`` can both be keys.
 Durability: the blob's bytes, the metadata record and both directory entries (the blob's and
 the record's rename) are fsynced, in that order, before the old blob is removed, so a power
 cut also leaves the old object or the new one. ``_after_step`` is a test-only hook called
-after each step of a write (see :data:`WRITE_STEPS`); ``tests/test_store_crash.py`` sets it in
+after each step of a write (see :data:`WRITE_STEPS`); ``tests/store/test_store_crash.py`` sets it in
 a child process to ``os._exit`` there and checks every read afterwards.
 """
 
