@@ -13,23 +13,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlops_onprem.contracts import Contract, Dtype
-from mlops_onprem.errors import DataValidationError
+from mlops_onprem.errors import BatchFormatError, NotParquetError
+from mlops_onprem.store.parquet import PARQUET_READ_ERRORS
 
 PARQUET_MAGIC = b"PAR1"
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv",)
 
 
-class BatchFormatError(DataValidationError):
-    """The batch's bytes cannot be read as the format it claims."""
-
-
 class TruncatedBatchError(BatchFormatError):
     """The file is empty or ends early (e.g. an interrupted upload)."""
-
-
-class NotParquetError(BatchFormatError):
-    """Bytes named or sniffed as Parquet are not Parquet (another format, corrupt footer)."""
 
 
 class CsvEncodingError(BatchFormatError):
@@ -79,7 +72,7 @@ def read_parquet_batch(data: bytes, *, source: str) -> pd.DataFrame:
         )
     try:
         table = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+    except PARQUET_READ_ERRORS as exc:
         raise NotParquetError(f"batch {source} is not a readable Parquet file: {exc}") from exc
     return table.to_pandas()
 

@@ -57,9 +57,23 @@ class DataValidationError(MlopsError):
     """A data batch does not satisfy its contract."""
 
 
+class BatchFormatError(DataValidationError):
+    """The batch's bytes cannot be read as the format it claims."""
+
+
+class NotParquetError(BatchFormatError):
+    """Bytes named, stored or sniffed as Parquet are not Parquet (another format, truncated,
+    corrupt footer or pages)."""
+
+
 # --- models -------------------------------------------------------------------------------
 class ModelError(MlopsError):
     """Training, export, registry or loading of a model failed."""
+
+
+class ModelIntegrityError(ModelError):
+    """Model bytes do not hash to the SHA-256 recorded in the model card or resolved by the
+    caller (a registry read, or a scoring worker loading the model)."""
 
 
 # --- monitoring ---------------------------------------------------------------------------

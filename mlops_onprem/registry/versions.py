@@ -33,7 +33,7 @@ import pandas as pd
 
 from mlops_onprem import keys
 from mlops_onprem.contracts import Contract, parse_contract
-from mlops_onprem.errors import ModelError, ObjectNotFoundError, PointerConflictError
+from mlops_onprem.errors import ModelError, ModelIntegrityError, ObjectNotFoundError, PointerConflictError
 from mlops_onprem.model_card import utc_now
 from mlops_onprem.store.base import ObjectStore, sha256_bytes
 from mlops_onprem.store.parquet import get_dataframe
@@ -48,10 +48,6 @@ _MAX_ALLOCATION_ATTEMPTS = 1000
 
 class ModelNotFoundError(ModelError):
     """No such model version, alias or champion."""
-
-
-class ModelIntegrityError(ModelError):
-    """Stored model bytes do not match the SHA-256 recorded in the model card."""
 
 
 class PromotionConflictError(ModelError):

@@ -14,15 +14,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops_onprem.errors import DataValidationError
+from mlops_onprem.errors import DataValidationError, NotParquetError
 from mlops_onprem.store.base import ObjectInfo, ObjectStore
 
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 
 
-class NotParquetError(DataValidationError):
-    """Bytes that should be Parquet are not (truncated, another format, corrupt footer)."""
-
+#: what pyarrow raises on bytes that are not (valid) Parquet
+PARQUET_READ_ERRORS: tuple[type[BaseException], ...] = (pa.ArrowInvalid, pa.ArrowIOError, OSError)
 
 class MissingColumnsError(DataValidationError):
     """A Parquet object lacks columns a reader asked for (e.g. after a contract change)."""
@@ -57,7 +56,7 @@ def parquet_bytes_to_dataframe(data: bytes, columns: list[str] | None = None, *,
     Parquet, :class:`MissingColumnsError` naming ``source`` and the columns it lacks."""
     try:
         names = pq.read_schema(io.BytesIO(data)).names
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+    except PARQUET_READ_ERRORS as exc:
         raise NotParquetError(f"{source} is not a readable Parquet file: {exc}") from exc
     missing = [c for c in columns or () if c not in names]
     if missing:
@@ -66,7 +65,7 @@ def parquet_bytes_to_dataframe(data: bytes, columns: list[str] | None = None, *,
             + (f" and {len(names) - 20} more" if len(names) > 20 else "") + ")")
     try:
         return pq.read_table(io.BytesIO(data), columns=columns).to_pandas()
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+    except PARQUET_READ_ERRORS as exc:
         raise NotParquetError(f"{source} is not a readable Parquet file: {exc}") from exc
 
 
