@@ -256,3 +256,17 @@ def find_contract(dataset: str, contracts_dir: Path | None = None) -> Contract:
     """Load ``<contracts_dir>/<dataset>.yaml``."""
     directory = contracts_dir or default_contracts_dir()
     return load_contract(directory / f"{dataset}.yaml")
+
+
+def dataset_contract(dataset: str, contract_path: str | Path | None = None) -> Contract:
+    """The contract at ``contract_path``, else ``data_contracts/<dataset>.yaml``: what every
+    task loads before validating, training or scoring ``dataset``.
+
+    Raises ContractError when it cannot be loaded or when it is another dataset's contract.
+    """
+    contract = load_contract(contract_path) if contract_path else find_contract(dataset)
+    if contract.dataset != dataset:
+        raise ContractError(
+            f"contract for dataset {contract.dataset!r} used for dataset {dataset!r}"
+            + (f" ({contract_path})" if contract_path else ""))
+    return contract

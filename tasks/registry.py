@@ -11,6 +11,7 @@ from prefect.events import emit_event
 
 from mlops_onprem import keys
 from mlops_onprem.challenger import set_challenger
+from mlops_onprem.contracts import dataset_contract
 from mlops_onprem.model_card import render_card_markdown
 from mlops_onprem.onnx_export import ParityResult
 from mlops_onprem.registry import (
@@ -25,9 +26,7 @@ from mlops_onprem.registry import (
 )
 from mlops_onprem.store import open_store
 from mlops_onprem.training import Candidate
-from tasks.run_labels import related_links
-from tasks.training import artifact_key
-from tasks.validation import dataset_contract
+from tasks.run_labels import artifact_key, related_links
 
 PROMOTED_EVENT = "mlops.model.promoted"  # emitted on every champion move by the gate
 

@@ -10,15 +10,24 @@ rejected batch already fails its run): `` - drift``, `` - insufficient data``,
 :func:`related_links` ends an artifact with links to the artifacts it refers to (by key: the UI's
 ``/artifacts/key/<key>`` page shows the latest version and its history) and to the run that made
 it, built from ``PREFECT_UI_URL``; without a UI URL (embedded) it names the keys instead.
+Every artifact key is built by :func:`artifact_key`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from prefect import runtime
 from prefect.logging import get_run_logger
+
+
+def artifact_key(*parts: str) -> str:
+    """The Prefect artifact key of ``parts`` (e.g. ``("model-card", model_name)``): joined by
+    dashes, lowercase letters, digits and dashes only (what Prefect allows), at most 200
+    characters."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:200]
 
 
 def _parameters() -> dict[str, Any]:

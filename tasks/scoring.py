@@ -7,7 +7,6 @@ transient I/O failures (:func:`retry_on_transient_io`), never to bad data or a b
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ from prefect.logging import get_run_logger
 
 from mlops_onprem import ledger
 from mlops_onprem.challenger import challenger_version, shadow_score
+from mlops_onprem.contracts import dataset_contract
 from mlops_onprem.errors import DataValidationError, ModelError, StoreUnavailableError
 from mlops_onprem.manifest import (
     STATUS_COMPLETE,
@@ -50,8 +50,7 @@ from mlops_onprem.scoring_plan import (
 )
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store import open_store
-from tasks.run_labels import related_links
-from tasks.validation import dataset_contract
+from tasks.run_labels import artifact_key, related_links
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     StoreUnavailableError, ConnectionError, TimeoutError,
@@ -243,11 +242,6 @@ def record_scored(dataset: str, manifest_key: str, mode: str) -> int:
     return len(events)
 
 
-def _artifact_key(model_name: str) -> str:
-    # artifact keys allow lowercase letters, digits and dashes only
-    return "scoring-" + re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
-
-
 @task(name="publish-scoring-summary", cache_policy=NONE)
 def publish_scoring_summary(summary: dict[str, Any]) -> str:
     """Publish the run's markdown summary artifact; return the markdown."""
@@ -255,11 +249,11 @@ def publish_scoring_summary(summary: dict[str, Any]) -> str:
     if summary.get("model_name"):
         name = summary["model_name"]
         markdown += "\n\n" + related_links({
-            "model card": "model-card-" + _artifact_key(name).removeprefix("scoring-"),
-            "latest drift report": "drift-report-" + _artifact_key(name).removeprefix("scoring-"),
+            "model card": artifact_key("model-card", name),
+            "latest drift report": artifact_key("drift-report", name),
         }) + "\n"
     create_markdown_artifact(
-        markdown=markdown, key=_artifact_key(summary["model_name"]),
+        markdown=markdown, key=artifact_key("scoring", summary["model_name"]),
         description=f"scoring run {summary['run_id']} of {summary['model_name']} "
                     f"v{summary['model_version']}",
     )

@@ -8,7 +8,6 @@ client already retries transient I/O (``Settings.s3_max_retries``).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -16,18 +15,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from mlops_onprem import ledger
+from mlops_onprem.contracts import dataset_contract
 from mlops_onprem.model_card import metrics_table
 from mlops_onprem.model_spec import ModelSpec, ModelSpecError, load_model_spec
 from mlops_onprem.registry import check_candidate_parity, get_version
 from mlops_onprem.store import open_store
 from mlops_onprem.training import Candidate, train_candidate
-from tasks.validation import dataset_contract
-
-
-def artifact_key(*parts: str) -> str:
-    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:200]
-
+from tasks.run_labels import artifact_key
 
 CARD_SPEC_PREFIX = "card:"
 

@@ -4,7 +4,6 @@ and :mod:`mlops_onprem.ledger` (the ledger decides what is pending; the gate val
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -12,25 +11,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from mlops_onprem import batch_gate, ledger
-from mlops_onprem.contracts import Contract, find_contract, load_contract
+from mlops_onprem.contracts import dataset_contract
 from mlops_onprem.store import open_store
 from mlops_onprem.validation import report_markdown
-
-
-def _artifact_key(*parts: str) -> str:
-    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:200]
-
-
-def dataset_contract(dataset: str, contract_path: str | None = None) -> Contract:
-    """The contract at ``contract_path``, else ``data_contracts/<dataset>.yaml``.
-
-    Raises ContractError when it cannot be loaded, ValueError when it is another dataset's.
-    """
-    contract = load_contract(contract_path) if contract_path else find_contract(dataset)
-    if contract.dataset != dataset:
-        raise ValueError(f"contract for dataset {contract.dataset!r} used for dataset {dataset!r}")
-    return contract
+from tasks.run_labels import artifact_key
 
 
 def _under(view: ledger.VersionView, prefix: str | None) -> bool:
@@ -84,7 +68,7 @@ def register_landings(
 def validation_artifact_keys(dataset: str, version: str) -> tuple[str, str]:
     """The report's artifact keys: the dataset's (its latest verdict, history in the key's
     timeline) and the batch version's own, so a later pass never hides a rejected batch."""
-    return _artifact_key("validation", dataset), _artifact_key("validation", dataset, version)
+    return artifact_key("validation", dataset), artifact_key("validation", dataset, version)
 
 
 # no retries: re-gating the same bytes gives the same verdict and the same keys; the store
