@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 
 from mlops_onprem import keys, ledger
+from mlops_onprem.clock import utc_now_iso
 from mlops_onprem.contracts import Contract, Task
 from mlops_onprem.errors import ModelError, ObjectNotFoundError, PointerConflictError
-from mlops_onprem.model_card import utc_now
 from mlops_onprem.onnx_io import check_metadata_matches_contract, create_session, read_metadata
 from mlops_onprem.promotion import floor_failures, judge, paired_improvements
 from mlops_onprem.quality import Rows
@@ -71,7 +71,7 @@ def challenger_version(store: ObjectStore, name: str) -> int | None:
 def _write(store: ObjectStore, name: str, value: dict[str, Any], token: str | None,
            event: dict[str, Any]) -> dict[str, Any]:
     try:
-        store.write_pointer(keys.alias_key(name, CHALLENGER), {**value, "updated_at": utc_now()},
+        store.write_pointer(keys.alias_key(name, CHALLENGER), {**value, "updated_at": utc_now_iso()},
                             expected_token=token)
     except PointerConflictError as exc:
         raise ChallengerError(
@@ -112,9 +112,9 @@ def set_challenger(store: ObjectStore, name: str, version: int, *, reason: str =
     event = {"model_name": name, "action": "challenger_set", "candidate_version": version,
              "champion_version": champion, "replaced_challenger": previous,
              "reason": reason or f"v{version} shadows champion v{champion}",
-             "decided_at": utc_now()}
+             "decided_at": utc_now_iso()}
     return _write(store, name, {"version": version, "champion_version": champion,
-                                "set_at": utc_now()}, pointer.token if pointer else None, event)
+                                "set_at": utc_now_iso()}, pointer.token if pointer else None, event)
 
 
 def clear_challenger(store: ObjectStore, name: str, *, reason: str = "cleared by operator",
@@ -127,7 +127,7 @@ def clear_challenger(store: ObjectStore, name: str, *, reason: str = "cleared by
         return None
     event = {"model_name": name, "action": action, "candidate_version": int(version),
              "champion_version": pointer.value.get("champion_version"), "reason": reason,
-             "decided_at": utc_now(), **(evidence or {})}
+             "decided_at": utc_now_iso(), **(evidence or {})}
     return _write(store, name, {"version": None, "previous_version": int(version)},
                   pointer.token, event)
 
@@ -172,7 +172,7 @@ def shadow_score(
         "model_name": challenger.name, "challenger_version": challenger.version,
         "champion_version": int(champion_run["model_version"]), "run_id": run_id,
         "champion_manifest_key": champion_manifest_key, "outputs": outputs, "failed": failed,
-        "rows": sum(o["rows"] for o in outputs), "created_at": utc_now(), "key": manifest_key,
+        "rows": sum(o["rows"] for o in outputs), "created_at": utc_now_iso(), "key": manifest_key,
     }
     try:
         store.write_pointer(manifest_key, manifest, expected_token=None)  # create-only, last
@@ -328,7 +328,7 @@ def judge_challenger(store: ObjectStore, name: str, dataset: str, *,
             model_name=name, action="promoted", promoted=True, candidate_version=int(version),
             champion_version=champion, metric=metric, candidate_score=report.challenger_score,
             champion_score=report.champion_score, margin=margin, reason=report.reason,
-            eval_rows=report.labelled_rows, decided_at=utc_now(), alpha=alpha,
+            eval_rows=report.labelled_rows, decided_at=utc_now_iso(), alpha=alpha,
             improvement=report.improvement, interval=report.interval)
         moved = registry._move_alias(store, name, int(version), champion, champion_pointer.token,
                                      decision)

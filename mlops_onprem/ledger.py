@@ -32,10 +32,11 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from mlops_onprem import keys
+from mlops_onprem.clock import iso_utc
 from mlops_onprem.errors import MlopsError, PointerConflictError
 from mlops_onprem.store.base import ObjectStore, Pointer
 
@@ -71,10 +72,6 @@ def partition_date(key: str) -> str | None:
     return match.group(1)
 
 
-def now_iso(moment: datetime | None = None) -> str:
-    return (moment or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _event_id(kind: str, version: str, *parts: Any) -> str:
     text = "\n".join([kind, version, *(json.dumps(p, sort_keys=True, default=str) for p in parts)])
     return f"{kind}-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
@@ -86,7 +83,7 @@ def make_event(kind: str, version: str, *, identity: Iterable[Any], at: str | No
     if kind not in KINDS:
         raise ValueError(f"unknown ledger event kind {kind!r}; known: {KINDS}")
     return {"event_id": _event_id(kind, version, *identity), "kind": kind, "version": version,
-            "at": at or now_iso(), **data}
+            "at": at or iso_utc(), **data}
 
 
 def landed_event(stage: str, *, key: str, etag: str, sha256: str, size: int,
@@ -300,7 +297,7 @@ def _commit(store: ObjectStore, dataset: str,
         updated = build(current)
         if updated == current:
             return current  # nothing new (e.g. a retry after a lost reply already folded it)
-        updated["updated_at"] = now_iso()
+        updated["updated_at"] = iso_utc()
         try:
             store.write_pointer(index_key(dataset), updated,
                                 expected_token=pointer.token if pointer else None)

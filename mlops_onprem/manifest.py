@@ -38,10 +38,11 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from mlops_onprem import keys
+from mlops_onprem.clock import iso_utc
 from mlops_onprem.errors import MlopsError, ObjectNotFoundError, PointerConflictError
 from mlops_onprem.store.base import ObjectStore
 
@@ -170,10 +171,9 @@ def build_manifest(
     created_at: datetime | None = None,
 ) -> ScoringManifest:
     """Assemble a manifest (outputs and failures sorted by input key, stable across reruns)."""
-    created = (created_at or datetime.now(UTC)).astimezone(UTC)
     return ScoringManifest(
         model_name=model_name, model_version=int(model_version), run_id=run_id,
-        created_at=created.isoformat().replace("+00:00", "Z"),
+        created_at=iso_utc(created_at),
         inputs=sorted(inputs, key=lambda i: i.key),
         outputs=sorted(outputs, key=lambda o: o.input_key),
         timings={name: round(float(value), 6) for name, value in timings.items()},

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
+
+from mlops_onprem.number_format import format_number
 
 #: packages whose versions every card records
 TRACKED_PACKAGES = (
@@ -49,16 +51,7 @@ def code_version(repo_dir: Path | None = None) -> str:
     return commit if completed.returncode == 0 and commit else "unknown"
 
 
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
+_fmt = partial(format_number, digits=6)  # a card's metrics: six significant digits
 
 
 def metrics_table(metrics: dict[str, Any], primary: str | None = None) -> str:

@@ -31,6 +31,7 @@ Where it lives (everything below is importable from ``mlops_onprem.monitoring``)
 - :mod:`~mlops_onprem.monitoring.run`: :func:`monitor`, one pass, and its ledger events.
 """
 
+from mlops_onprem.clock import parse_utc
 from mlops_onprem.monitoring.decision import (
     ALL_SIGNALS,
     DECISION_DRIFT,
@@ -66,7 +67,6 @@ from mlops_onprem.monitoring.window import (
     Window,
     load_labels,
     load_window,
-    parse_utc,
     select_window,
 )
 from mlops_onprem.monitoring.window_quality import holdout_rows, live_quality

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from mlops_onprem import keys
+from mlops_onprem import jsonio, keys
+from mlops_onprem.clock import compact_utc
 from mlops_onprem.drift import ColumnDrift, DriftResult, Status
 from mlops_onprem.monitoring.decision import Decision, MonitoringPolicy
+from mlops_onprem.number_format import format_number
 from mlops_onprem.quality import QualityResult
 from mlops_onprem.store.base import ObjectStore
 
@@ -69,18 +70,11 @@ class MonitoringReport:
 
 def new_monitoring_run_id(now: datetime | None = None) -> str:
     """A sortable, unique monitoring run id: ``mon-<UTC time>-<random>``."""
-    now = now or datetime.now(UTC)
-    return f"mon-{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
+    return f"mon-{compact_utc(now)}-{uuid.uuid4().hex[:8]}"
 
 
 def _pct(value: float | None) -> str:
     return "" if value is None or not math.isfinite(value) else f"{value:+.1%}"
-
-
-def _fmt(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.4g}"
 
 
 def _column_row(column: ColumnDrift) -> str:
@@ -88,14 +82,15 @@ def _column_row(column: ColumnDrift) -> str:
     js, unseen = column.method("jensenshannon"), column.method("unseen_share")
     status = {Status.DRIFT: "🔴 **drift**", Status.OK: "ok",
               Status.INSUFFICIENT_DATA: "insufficient data"}[column.status]
-    means = (f"{_fmt(column.mean_reference)} → {_fmt(column.mean_current)}"
+    means = (f"{format_number(column.mean_reference)} → {format_number(column.mean_current)}"
              if column.mean_reference is not None else "")
     if column.kind == "categorical":
-        stats = f"JS {_fmt(js.statistic if js else None)}"
+        stats = f"JS {format_number(js.statistic if js else None)}"
         if unseen and unseen.statistic:
             stats += f"; unseen {unseen.statistic:.1%} ({', '.join(column.unseen_categories)})"
     else:
-        stats = (f"KS {_fmt(ks.statistic if ks else None)}; PSI {_fmt(psi.statistic if psi else None)}")
+        stats = (f"KS {format_number(ks.statistic if ks else None)}; "
+                 f"PSI {format_number(psi.statistic if psi else None)}")
     return (f"| {column.column} | {column.kind} | {stats} | {means} | {column.p_value:.2g} | "
             f"{column.adjusted_p_value:.2g} | x{column.effect:.1f} | {status} |")
 
@@ -134,10 +129,10 @@ def render_markdown(report: MonitoringReport, chart_png: bytes | None = None) ->
             "",
             "| | " + f"{q.metric} | relative drop | status | based on |",
             "|---|---|---|---|---|",
-            f"| holdout (training) | {_fmt(q.holdout)} | | | card |",
-            f"| estimated (no labels) | {_fmt(q.estimated)} | "
+            f"| holdout (training) | {format_number(q.holdout)} | | | card |",
+            f"| estimated (no labels) | {format_number(q.estimated)} | "
             f"{_pct(q.estimated_relative_drop)} | {q.estimated_status} | {q.estimate_note} |",
-            f"| realized (delayed labels) | {_fmt(q.live)} | {_pct(q.relative_drop)} | {q.status} | "
+            f"| realized (delayed labels) | {format_number(q.live)} | {_pct(q.relative_drop)} | {q.status} | "
             f"{q.labelled_rows:,} labelled rows{interval} |",
             "",
         ]
@@ -229,15 +224,7 @@ def write_report(
     document = report.to_dict()
     document["files"] = {"json": json_key, "markdown": md_key, "png": png_key}
     store.put_bytes(
-        json_key, json.dumps(document, indent=2, default=_json_default).encode("utf-8"),
+        json_key, jsonio.dumps(document, indent=2).encode("utf-8"),
         content_type="application/json",
     )
     return ReportKeys(json=json_key, markdown=md_key, png=png_key), markdown
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float | np.floating):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return str(value)

@@ -5,10 +5,11 @@ Writing the report and recording the signals are the caller's steps.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from mlops_onprem import keys, ledger
+from mlops_onprem.clock import iso_utc, utc_now
 from mlops_onprem.drift import drift_from_window
 from mlops_onprem.errors import MlopsError, MonitoringError, ObjectNotFoundError
 from mlops_onprem.monitoring.decision import MonitoringPolicy, decide
@@ -48,7 +49,7 @@ def monitor(
     :class:`NoScoringRunsError` when the champion scored nothing in the window.
     """
     policy = policy or MonitoringPolicy()
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     champion = registry.resolve(store, model_name)
     contract = registry.load_contract(store, champion)
     profile_key = champion.card.get("reference_profile_key") or keys.reference_profile_key(
@@ -96,7 +97,7 @@ def monitor(
         model_version=champion.version,
         dataset=dataset,
         run_id=run_id or new_monitoring_run_id(now),
-        created_at=now.isoformat().replace("+00:00", "Z"),
+        created_at=iso_utc(now),
         window={
             "versions": window.versions,
             "run_ids": window.run_ids,

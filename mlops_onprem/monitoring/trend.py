@@ -15,7 +15,10 @@ from __future__ import annotations
 import base64
 import io
 import math
+from functools import partial
 from typing import Any
+
+from mlops_onprem.number_format import format_number
 
 TREND_RUNS = 30  # rows the trend shows
 
@@ -36,10 +39,7 @@ def trend_entry(report: Any) -> dict[str, Any]:
     }
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+_fmt = partial(format_number, digits=3, missing="–")  # trend cells: three significant digits
 
 
 def _next_step(entry: dict[str, Any]) -> str:

@@ -6,7 +6,6 @@ reports), their predictions, and the delayed labels of their rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -25,12 +24,6 @@ MANIFEST_SUFFIX = "_manifest.json"
 class NoScoringRunsError(MonitoringError):
     """There is no scoring run of the model to monitor in the requested window."""
 
-
-
-def parse_utc(text: str) -> datetime:
-    """ISO-8601 (``Z`` or offset) to an aware UTC datetime."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass

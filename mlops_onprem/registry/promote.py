@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from mlops_onprem import keys
+from mlops_onprem.clock import utc_now_iso
 from mlops_onprem.contracts import Contract, Task
 from mlops_onprem.errors import ModelError, ObjectNotFoundError
-from mlops_onprem.model_card import utc_now
 from mlops_onprem.onnx_io import (
     FeatureMismatchError,
     build_feeds,
@@ -150,7 +150,7 @@ def promote_if_better(
     base = dict(
         model_name=name, candidate_version=version, champion_version=current, metric=metric,
         candidate_score=None, champion_score=None, margin=margin, eval_rows=0,
-        decided_at=utc_now(), alpha=alpha, floors=floors or None,
+        decided_at=utc_now_iso(), alpha=alpha, floors=floors or None,
     )
 
     def reject(reason: str) -> PromotionDecision:
@@ -242,6 +242,6 @@ def rollback(store: ObjectStore, name: str, to_version: int | None = None) -> Pr
         model_name=name, action="rollback", promoted=True, candidate_version=int(to_version),
         champion_version=current, metric=None, candidate_score=None, champion_score=None,
         margin=0.0, reason=f"rollback from v{current} to v{to_version}", eval_rows=0,
-        decided_at=utc_now(),
+        decided_at=utc_now_iso(),
     )
     return _move_alias(store, name, int(to_version), current, pointer.token, decision)

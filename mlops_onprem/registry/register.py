@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from mlops_onprem import keys
+from mlops_onprem.clock import utc_now_iso
 from mlops_onprem.contracts import Contract, Task
 from mlops_onprem.model_card import code_version as current_code_version
-from mlops_onprem.model_card import package_versions, render_card_markdown, utc_now
+from mlops_onprem.model_card import package_versions, render_card_markdown
 from mlops_onprem.model_insights import holdout_figure
 from mlops_onprem.model_spec import HIGHER_IS_BETTER
 from mlops_onprem.onnx_export import ParityError, ParityResult, check_parity, set_metadata_props
@@ -158,7 +159,7 @@ def register_candidate(
     card = {
         "name": name,
         "version": version,
-        "created_at": utc_now(),
+        "created_at": utc_now_iso(),
         "task": candidate.task,
         "spec": candidate.spec,
         "params": candidate.params,

@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
 from mlops_onprem import keys
+from mlops_onprem.clock import compact_utc, utc_now_iso
 from mlops_onprem.contracts import Contract, parse_contract
 from mlops_onprem.errors import ModelError, ModelIntegrityError, ObjectNotFoundError, PointerConflictError
-from mlops_onprem.model_card import utc_now
 from mlops_onprem.store.base import ObjectStore, sha256_bytes
 from mlops_onprem.store.parquet import get_dataframe
 
@@ -192,7 +191,7 @@ def decisions_about(store: ObjectStore, name: str, version: int) -> list[dict[st
 
 
 def _append_history(store: ObjectStore, name: str, event: dict[str, Any]) -> str:
-    event_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:8]
+    event_id = compact_utc(microseconds=True) + "-" + uuid.uuid4().hex[:8]
     key = keys.history_key(name, event_id)
     # create-only: a history object is never rewritten
     store.write_pointer(key, {**event, "event_key": key}, expected_token=None)
@@ -206,7 +205,7 @@ def allocate_version(store: ObjectStore, name: str, *, run_id: str = "") -> int:
         try:
             store.write_pointer(
                 keys.model_version_marker_key(name, candidate),
-                {"version": candidate, "run_id": run_id, "allocated_at": utc_now()},
+                {"version": candidate, "run_id": run_id, "allocated_at": utc_now_iso()},
                 expected_token=None,
             )
             return candidate
@@ -223,7 +222,7 @@ def _move_alias(
     try:
         store.write_pointer(
             keys.alias_key(name, alias),
-            {"version": version, "previous_version": previous, "updated_at": utc_now(),
+            {"version": version, "previous_version": previous, "updated_at": utc_now_iso(),
              "action": decision.action, "reason": decision.reason},
             expected_token=token,
         )

@@ -1,5 +1,5 @@
-"""Results as text: strict-JSON values, shortened table cells, and the markdown report a
-validated or rejected batch publishes (Prefect artifact).
+"""Results as text: shortened table cells (values via :func:`mlops_onprem.jsonio.plain`) and
+the markdown report a validated or rejected batch publishes (Prefect artifact).
 
 The report fits a laptop screen: the verdict and where the batch went (validated copy or
 quarantine key) first, then one narrow table per severity (rule, expected, found, rows), cells
@@ -9,11 +9,9 @@ example) stays in the result JSON whose key the report names.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+from mlops_onprem.jsonio import plain
 
 if TYPE_CHECKING:
     from mlops_onprem.validation.results import RuleResult, ValidationResult
@@ -23,25 +21,8 @@ MESSAGE_LIMIT = 240  # characters of a rule's message in the notes under a table
 LISTED_SKIPPED = 20
 
 
-def _json_safe(value: Any) -> Any:
-    """Numpy scalars to Python, non-finite floats to strings (strict JSON has no NaN/inf)."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
-
-
 def _short(value: Any, limit: int = 60) -> str:
-    text = str(_json_safe(value))
+    text = str(plain(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -52,8 +33,8 @@ def _md(text: str) -> str:
 def _found(rule: RuleResult) -> str:
     """What the batch held: example offending values, else the observed value."""
     if rule.unexpected_examples:
-        return "e.g. " + ", ".join(str(_json_safe(v)) for v in rule.unexpected_examples)
-    return "" if rule.observed is None else str(_json_safe(rule.observed))
+        return "e.g. " + ", ".join(str(plain(v)) for v in rule.unexpected_examples)
+    return "" if rule.observed is None else str(plain(rule.observed))
 
 
 def _rule_table(title: str, rules: list[RuleResult]) -> list[str]:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_onprem.contracts import Contract, Severity
-from mlops_onprem.validation.render import _json_safe, _short, result_markdown
+from mlops_onprem.jsonio import jsonable
+from mlops_onprem.validation.render import _short, result_markdown
 from mlops_onprem.validation.rules import Rule, _stage
 
 
@@ -51,8 +52,8 @@ class RuleResult:
         return {
             "rule_id": self.rule_id, "kind": self.kind, "column": self.column,
             "expectation": self.expectation, "severity": self.severity, "status": self.status,
-            "observed": _json_safe(self.observed), "unexpected_count": self.unexpected_count,
-            "unexpected_examples": [_json_safe(v) for v in self.unexpected_examples],
+            "observed": jsonable(self.observed), "unexpected_count": self.unexpected_count,
+            "unexpected_examples": [jsonable(v) for v in self.unexpected_examples],
             "message": self.message, "expected": self.expected,
         }
 
