@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     s3_max_retries: int = Field(
         default=3, ge=0, le=10, description="Retries for transient store errors before failing."
     )
+    s3_call_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="Time budget of one store call: connect, send, wait for the answer and "
+        "retries together; a hung endpoint fails after this long.",
+    )
     s3_part_size_mib: int = Field(
         default=16, ge=5, le=512, description="Multipart upload part size for large objects."
     )
