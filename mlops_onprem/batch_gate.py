@@ -29,6 +29,7 @@ from mlops_onprem.store.base import ObjectStore, sha256_bytes
 from mlops_onprem.store.parquet import get_dataframe, put_dataframe
 from mlops_onprem.validation import (
     RuleResult,
+    RuleStatus,
     ValidationResult,
     conform_to_contract,
     quarantine_batch,
@@ -159,7 +160,7 @@ def _format_rule(contract: Contract, key: str) -> RuleResult | None:
     accepted = [s for fmt in contract.formats for s in FORMAT_SUFFIXES[fmt]]
     if key.lower().endswith(tuple(accepted)):
         return None
-    return RuleResult("format", "format", None, "accepted_format", "error", "failed",
+    return RuleResult("format", "format", None, "accepted_format", "error", RuleStatus.FAILED,
                       observed=key.rsplit("/", 1)[-1],
                       message=f"contract {contract.dataset!r} v{contract.version} accepts "
                               f"{list(contract.formats)} files ({', '.join(accepted)})")
@@ -191,7 +192,7 @@ def _overlap_rule(contract: Contract, shared: dict[str, int]) -> RuleResult:
     rows = sum(shared.values())
     return RuleResult(
         "row_key_overlap", "row_key_overlap", contract.row_key, "row_keys_unique_across_batches",
-        "error" if policy == "reject" else "warn", "failed", observed=shared,
+        "error" if policy == "reject" else "warn", RuleStatus.FAILED, observed=shared,
         unexpected_count=rows,
         message=f"{rows} row key(s) already landed in {sorted(shared)}; contract policy "
                 f"row_key_overlap={policy}" + (" (the newest batch's rows win)"

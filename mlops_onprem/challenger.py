@@ -28,6 +28,7 @@ Only rows the current champion scored count: a champion that moves restarts the 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -241,12 +242,24 @@ def paired_live_rows(store: ObjectStore, name: str, dataset: str, contract: Cont
                       Rows(y, other[0], other[1], threshold_of(champion_card)), runs, len(both))
 
 
+class ChallengerStatus(StrEnum):
+    """Where a shadow test stands: no challenger, collecting labelled rows, decided (promoted,
+    retired) or, judged without deciding, what the decision would be."""
+
+    NONE = "none"
+    COLLECTING = "collecting"
+    PROMOTED = "promoted"
+    RETIRED = "retired"
+    WOULD_PROMOTE = "would_promote"
+    WOULD_RETIRE = "would_retire"
+
+
 @dataclass
 class ChallengerReport:
-    """Where the shadow test stands (``status``: none, collecting, promoted, retired)."""
+    """Where the shadow test stands (``status``: a :class:`ChallengerStatus`)."""
 
     model_name: str
-    status: str
+    status: ChallengerStatus
     challenger_version: int | None = None
     champion_version: int | None = None
     metric: str | None = None
@@ -278,7 +291,7 @@ def judge_challenger(store: ObjectStore, name: str, dataset: str, *,
     pointer = _pointer(store, name)
     version = None if pointer is None else pointer.value.get("version")
     if version is None:
-        return ChallengerReport(name, "none", min_rows=min_rows, alpha=alpha,
+        return ChallengerReport(name, ChallengerStatus.NONE, min_rows=min_rows, alpha=alpha,
                                 reason="no challenger set")
     champion_pointer = store.read_pointer(keys.alias_key(name, registry.CHAMPION))
     champion = int(champion_pointer.value["version"])
@@ -288,13 +301,13 @@ def judge_challenger(store: ObjectStore, name: str, dataset: str, *,
     metric = champion_mv.card["primary_metric"]["name"]
     spec = challenger_mv.card.get("spec") or {}
     margin = float(spec.get("promotion_margin") or 0.0)
-    report = ChallengerReport(name, "collecting", int(version), champion, metric, min_rows=min_rows,
-                              alpha=alpha, margin=margin)
+    report = ChallengerReport(name, ChallengerStatus.COLLECTING, int(version), champion, metric,
+                              min_rows=min_rows, alpha=alpha, margin=margin)
     if champion == report.challenger_version:  # promoted meanwhile by other means
         if decide:
             event = clear_challenger(store, name, reason=f"v{version} is already the champion")
             report.event_key = event and event["event_key"]
-        report.status, report.reason = "retired", f"v{version} became champion by other means"
+        report.status, report.reason = ChallengerStatus.RETIRED, f"v{version} became champion by other means"
         return report
     paired = paired_live_rows(store, name, dataset, contract, challenger_mv.card, champion_mv.card,
                               int(version), champion)
@@ -317,7 +330,8 @@ def judge_challenger(store: ObjectStore, name: str, dataset: str, *,
     report.reason = (f"shadow challenger v{version} vs champion v{champion} on "
                      f"{report.labelled_rows} live labelled rows: {verdict.reason}")
     if not decide:
-        report.status = "would_promote" if verdict.promoted else "would_retire"
+        report.status = (ChallengerStatus.WOULD_PROMOTE if verdict.promoted
+                         else ChallengerStatus.WOULD_RETIRE)
         return report
     evidence = {"metric": metric, "candidate_score": report.challenger_score,
                 "champion_score": report.champion_score, "eval_rows": report.labelled_rows,
@@ -334,9 +348,9 @@ def judge_challenger(store: ObjectStore, name: str, dataset: str, *,
                                      decision)
         clear_challenger(store, name, reason="promoted to champion", action="challenger_promoted",
                          evidence=evidence)
-        report.status, report.event_key = "promoted", moved.event_key
+        report.status, report.event_key = ChallengerStatus.PROMOTED, moved.event_key
     else:
         event = clear_challenger(store, name, reason=report.reason, action="challenger_retired",
                                  evidence=evidence)
-        report.status, report.event_key = "retired", event and event["event_key"]
+        report.status, report.event_key = ChallengerStatus.RETIRED, event and event["event_key"]
     return report

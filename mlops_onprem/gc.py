@@ -137,7 +137,7 @@ def _open_window_protection(index: dict[str, Any], open_days: int) -> tuple[set[
     newest = date.fromisoformat(max(dates)) if dates else None
     runs, reports, open_versions = set(), set(), set()
     for view in views:
-        if view.status == "pending":
+        if view.status == ledger.BatchStatus.PENDING:
             open_versions.add(view.id)
         if view.stage != ledger.STAGE_SCORING or newest is None or \
                 (newest - date.fromisoformat(view.data_date)).days >= open_days:

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
+from enum import StrEnum
 from typing import Any
 
 from mlops_onprem import keys
@@ -44,8 +45,18 @@ FORMAT = 1
 STAGE_TRAINING = "training"
 STAGE_SCORING = "scoring"
 STAGE_LETTER = {STAGE_TRAINING: "t", STAGE_SCORING: "s"}
-STATUS_VALIDATED = "validated"
-STATUS_REJECTED = "rejected"
+
+
+class BatchStatus(StrEnum):
+    """A batch version's validation status (the value stored in the index is the text)."""
+
+    PENDING = "pending"
+    VALIDATED = "validated"
+    REJECTED = "rejected"
+
+
+STATUS_VALIDATED = BatchStatus.VALIDATED
+STATUS_REJECTED = BatchStatus.REJECTED
 KINDS = ("landed", "validated", "rejected", "scored", "labelled", "monitored", "trained")
 _DT_SEGMENT = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})(?:/|$)")
 _CAS_ATTEMPTS = 30
@@ -184,9 +195,9 @@ class VersionView:
         return self.state["validation"]
 
     @property
-    def status(self) -> str:
+    def status(self) -> BatchStatus:
         """pending | validated | rejected (of this content, whatever its keys)."""
-        return self.validation["status"] if self.validation else "pending"
+        return BatchStatus(self.validation["status"]) if self.validation else BatchStatus.PENDING
 
     @property
     def data_date(self) -> str:
@@ -223,7 +234,7 @@ def in_range(view: VersionView, start: str | None, end: str | None) -> bool:
 
 def pending(index: dict[str, Any], stage: str) -> list[VersionView]:
     """Current versions of ``stage`` that no gate has decided yet."""
-    return [v for v in versions(index, stage=stage) if v.current and v.status == "pending"]
+    return [v for v in versions(index, stage=stage) if v.current and v.status == BatchStatus.PENDING]
 
 
 def training_set(index: dict[str, Any], *, last_days: int | None = None,

@@ -39,6 +39,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from mlops_onprem import keys
@@ -47,8 +48,25 @@ from mlops_onprem.errors import MlopsError, ObjectNotFoundError, PointerConflict
 from mlops_onprem.store.base import ObjectStore
 
 MANIFEST_NAME = "_manifest.json"
-STATUS_COMPLETE = "complete"
-STATUS_PARTIAL = "partial"
+
+
+class RunStatus(StrEnum):
+    """A scoring run's status: every partition scored, some failed, or nothing new to score."""
+
+    COMPLETE = "complete"
+    PARTIAL = "partial"
+    NOTHING_NEW = "nothing-new"
+
+
+class ShadowStatus(StrEnum):
+    """What a scoring run did with the challenger (``status`` of the run summary's ``shadow``)."""
+
+    SCORED = "scored"
+    SKIPPED = "skipped"
+
+
+STATUS_COMPLETE = RunStatus.COMPLETE
+STATUS_PARTIAL = RunStatus.PARTIAL
 
 
 class ScoringRunFailedError(MlopsError):
@@ -96,7 +114,7 @@ class ScoringManifest:
     failed_partitions: list[FailedPartition] = field(default_factory=list)
 
     @property
-    def status(self) -> str:
+    def status(self) -> RunStatus:
         return STATUS_PARTIAL if self.failed_partitions else STATUS_COMPLETE
 
     @property

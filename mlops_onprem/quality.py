@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -220,6 +221,14 @@ def apply_calibration(calibration: dict[str, Any] | None, probabilities: np.ndar
     return np.where(sums > 0, out / np.where(sums > 0, sums, 1), 1.0 / out.shape[1])
 
 
+class CalibrationStatus(StrEnum):
+    """What training decided about label-free estimates (``status`` of the calibration record)."""
+
+    CALIBRATED = "calibrated"  # scores used as they are
+    RECALIBRATED = "recalibrated"  # an isotonic map is stored in ``maps``
+    REFUSED = "refused"  # no estimates; ``reason`` says why
+
+
 def check_calibration(task: Task, y: np.ndarray, probabilities: np.ndarray | None, *,
                       tolerance: float = CALIBRATION_TOLERANCE, seed: int = 0) -> dict[str, Any]:
     """Decide at training whether window estimates can be trusted, from the holdout.
@@ -232,17 +241,17 @@ def check_calibration(task: Task, y: np.ndarray, probabilities: np.ndarray | Non
     record: dict[str, Any] = {"tolerance": tolerance, "holdout_rows": int(len(y)),
                               "method": "top-label ECE, 10 equal-mass bins"}
     if task == Task.REGRESSION:
-        return {**record, "status": "refused",
+        return {**record, "status": CalibrationStatus.REFUSED,
                 "reason": "label-free estimation is not supported for regression (it needs a "
                           "model of the loss); realized quality only"}
     if probabilities is None or len(y) < MIN_CALIBRATION_ROWS:
-        return {**record, "status": "refused",
+        return {**record, "status": CalibrationStatus.REFUSED,
                 "reason": f"calibration cannot be checked on {len(y)} holdout rows (needs "
                           f"{MIN_CALIBRATION_ROWS}); estimates would be unfounded"}
     ece = expected_calibration_error(y, probabilities)
     record["ece_before"] = ece
     if ece <= tolerance:
-        return {**record, "status": "calibrated", "ece_after": ece}
+        return {**record, "status": CalibrationStatus.CALIBRATED, "ece_after": ece}
     # isotonic maps, their error measured by 2-fold cross-fitting on the holdout
     rng = np.random.default_rng(seed)
     fold = rng.permutation(len(y)) % 2 == 0
@@ -253,18 +262,30 @@ def check_calibration(task: Task, y: np.ndarray, probabilities: np.ndarray | Non
     ece_after = expected_calibration_error(y, crossed)
     record["ece_after"] = ece_after
     if ece_after > tolerance:
-        return {**record, "status": "refused",
+        return {**record, "status": CalibrationStatus.REFUSED,
                 "reason": f"scores are miscalibrated on the holdout (ECE {ece:.3f}, "
                           f"{ece_after:.3f} after isotonic recalibration > {tolerance:g})"}
-    return {**record, "status": "recalibrated", "maps": _fit_isotonic(y, probabilities)}
+    return {**record, "status": CalibrationStatus.RECALIBRATED, "maps": _fit_isotonic(y, probabilities)}
 
 
 # --- the window's verdict ---------------------------------------------------------------------
+class QualityStatus(StrEnum):
+    """A window's quality verdict. Realized (``status``): ok, degraded, insufficient_labels,
+    no_labels; label-free estimate (``estimated_status``): ok, degraded, refused, not_estimated."""
+
+    OK = "ok"
+    DEGRADED = "degraded"
+    INSUFFICIENT_LABELS = "insufficient_labels"
+    NO_LABELS = "no_labels"
+    REFUSED = "refused"
+    NOT_ESTIMATED = "not_estimated"
+
+
 @dataclass(frozen=True)
 class QualityResult:
     """Realized quality from delayed labels vs the holdout, and the label-free estimate."""
 
-    status: str  # ok | degraded | insufficient_labels | no_labels
+    status: QualityStatus  # ok | degraded | insufficient_labels | no_labels
     metric: str | None
     higher_is_better: bool | None
     holdout: float | None
@@ -276,7 +297,7 @@ class QualityResult:
     significant: bool = False
     estimated: float | None = None  # label-free estimate of ``metric`` on the whole window
     estimated_metrics: dict[str, float | None] = field(default_factory=dict)
-    estimated_status: str = "not_estimated"  # ok | degraded | refused | not_estimated
+    estimated_status: QualityStatus = QualityStatus.NOT_ESTIMATED  # ok | degraded | refused
     estimate_note: str = ""
     estimated_relative_drop: float | None = None
 

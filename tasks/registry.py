@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -13,6 +14,7 @@ from mlops_onprem import keys
 from mlops_onprem.challenger import set_challenger
 from mlops_onprem.contracts import dataset_contract
 from mlops_onprem.model_card import render_card_markdown
+from mlops_onprem.number_format import format_number
 from mlops_onprem.onnx_export import ParityResult
 from mlops_onprem.registry import (
     ModelNotFoundError,
@@ -65,9 +67,7 @@ def register_model_task(
 
 def decision_markdown(decision: dict[str, Any]) -> str:
     """A short markdown report of a promotion decision."""
-    def fmt(value: Any) -> str:
-        return "n/a" if value is None else (f"{value:.6g}" if isinstance(value, float) else str(value))
-
+    fmt = partial(format_number, digits=6)
     return "\n".join([
         f"# Promotion of {decision['model_name']} v{decision['candidate_version']}: "
         f"{decision['action']}",

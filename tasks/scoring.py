@@ -22,6 +22,7 @@ from mlops_onprem.errors import DataValidationError, ModelError, StoreUnavailabl
 from mlops_onprem.manifest import (
     STATUS_COMPLETE,
     ScoringManifest,
+    ShadowStatus,
     find_manifest,
     manifest_from_results,
     prune_stale_parts,
@@ -279,14 +280,14 @@ def shadow_score_challenger(
     if version is None:
         return None
     if version == champion["version"]:
-        return {"status": "skipped", "challenger_version": version,
+        return {"status": ShadowStatus.SKIPPED, "challenger_version": version,
                 "reason": f"challenger v{version} is the champion"}
     contract = dataset_contract(dataset, contract_path)
     try:
         model = resolve_scoring_model(store, champion["name"], str(version), contract)
     except ModelError as exc:  # FeatureMismatchError, ModelNotFoundError, integrity
         logger.warning("shadow challenger v%d not scored: %s", version, exc)
-        return {"status": "skipped", "challenger_version": version, "reason": str(exc)}
+        return {"status": ShadowStatus.SKIPPED, "challenger_version": version, "reason": str(exc)}
     manifest = shadow_score(
         store, partitions, model, contract, champion_manifest_key=manifest_key,
         scratch_dir=get_settings().scratch_dir / "shadow", batch_rows=batch_rows,
@@ -296,5 +297,5 @@ def shadow_score_challenger(
                        failure["error"])
     logger.info("shadow challenger v%d scored %d rows (%s)", version, manifest["rows"],
                 manifest["key"])
-    return {"status": "scored", "challenger_version": version, "rows": manifest["rows"],
+    return {"status": ShadowStatus.SCORED, "challenger_version": version, "rows": manifest["rows"],
             "failed": len(manifest["failed"]), "manifest_key": manifest["key"]}

@@ -58,7 +58,7 @@ def register_landings(
                 continue
             stale = (revalidate and view.validation is not None
                      and view.validation.get("contract_version") != contract.version)
-            if view.status == "pending" or stale:
+            if view.status == ledger.BatchStatus.PENDING or stale:
                 todo.append(view.id)
     logger.info("%s: %d new landing(s), %d new label object(s); %d batch version(s) to validate",
                 dataset, landed, labelled, len(todo))

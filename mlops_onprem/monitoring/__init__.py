@@ -39,6 +39,7 @@ from mlops_onprem.monitoring.decision import (
     DECISION_NO_DRIFT,
     Decision,
     MonitoringPolicy,
+    Outcome,
     Signal,
     decide,
     window_signals,
@@ -73,7 +74,7 @@ from mlops_onprem.monitoring.window_quality import holdout_rows, live_quality
 from mlops_onprem.quality import QualityResult
 
 __all__ = [
-    "ALL_SIGNALS", "DECISION_DRIFT", "DECISION_INSUFFICIENT", "DECISION_NO_DRIFT",
+    "ALL_SIGNALS", "DECISION_DRIFT", "DECISION_INSUFFICIENT", "DECISION_NO_DRIFT", "Outcome",
     "MANIFEST_SUFFIX", "REPORT_JSON", "REPORT_MD", "REPORT_PNG",
     "Decision", "MonitoringPolicy", "MonitoringReport", "NoScoringRunsError", "QualityResult",
     "ReportKeys", "Signal", "Window",

@@ -6,16 +6,26 @@ counted (:func:`decide`; the streaks come from :mod:`mlops_onprem.monitoring.his
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_onprem.drift import DriftResult, DriftThresholds
-from mlops_onprem.quality import QualityResult
+from mlops_onprem.quality import QualityResult, QualityStatus
 
-DECISION_DRIFT = "drift"
-DECISION_NO_DRIFT = "no_drift"
-DECISION_INSUFFICIENT = "insufficient_data"
+
+class Outcome(StrEnum):
+    """A monitoring window's decision (the ``decision`` of a report, an event, the history)."""
+
+    DRIFT = "drift"
+    NO_DRIFT = "no_drift"
+    INSUFFICIENT_DATA = "insufficient_data"
+
+
+DECISION_DRIFT = Outcome.DRIFT
+DECISION_NO_DRIFT = Outcome.NO_DRIFT
+DECISION_INSUFFICIENT = Outcome.INSUFFICIENT_DATA
 
 
 Signal = Literal["feature_drift", "prediction_drift", "quality_drop", "estimated_quality_drop"]
@@ -61,7 +71,7 @@ class Decision:
     """The monitoring verdict: the signals this window raised, the alarms (signals that
     persisted), whether to retrain, each in words."""
 
-    status: str  # drift | no_drift | insufficient_data
+    status: Outcome
     rules_fired: tuple[str, ...]  # the alarms
     reasons: tuple[str, ...]
     signals: tuple[str, ...] = ()
@@ -95,14 +105,14 @@ def window_signals(drift: DriftResult, quality_result: QualityResult | None,
             signals["prediction_drift"] = "prediction drift in " + ", ".join(
                 c.column for c in drift.predictions if c.drifted)
     q = quality_result
-    if q is not None and q.status == "degraded":
+    if q is not None and q.status == QualityStatus.DEGRADED:
         interval = (f", {1 - policy.quality_alpha:.0%} lower bound of the drop "
                     f"{q.drop_interval[0]:.3g}" if q.drop_interval else "")
         signals["quality_drop"] = (
             f"{q.metric} {q.live:.4g} realized vs {q.holdout:.4g} holdout: {q.relative_drop:.1%} "
             f"worse >= {policy.max_quality_drop:.0%} and significant{interval} "
             f"({q.labelled_rows} labelled rows)")
-    if q is not None and q.estimated_status == "degraded":
+    if q is not None and q.estimated_status == QualityStatus.DEGRADED:
         signals["estimated_quality_drop"] = (
             f"{q.metric} estimated {q.estimated:.4g} without labels vs {q.holdout:.4g} holdout: "
             f"{q.estimated_relative_drop:.1%} worse >= {policy.estimated_quality_drop:.0%}")

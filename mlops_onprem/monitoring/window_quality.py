@@ -13,7 +13,7 @@ import pandas as pd
 from mlops_onprem import quality
 from mlops_onprem.contracts import Contract, Task
 from mlops_onprem.monitoring.decision import MonitoringPolicy
-from mlops_onprem.quality import QualityResult
+from mlops_onprem.quality import CalibrationStatus, QualityResult, QualityStatus
 from mlops_onprem.threshold import threshold_of
 
 
@@ -66,18 +66,19 @@ def live_quality(
     estimate = _estimate(task, metric, higher, held, predictions, contract, calibration, policy,
                          threshold)
     if labels.empty or predictions.empty:
-        return QualityResult("no_labels", metric, higher, held, None, None, 0, **estimate)
+        return QualityResult(QualityStatus.NO_LABELS, metric, higher, held, None, None, 0, **estimate)
     joined = predictions.merge(labels, on=contract.row_key, how="inner")
     n = len(joined)
     if n < policy.min_labelled_rows:
-        return QualityResult("insufficient_labels", metric, higher, held, None, None, n, **estimate)
+        return QualityResult(QualityStatus.INSUFFICIENT_LABELS, metric, higher, held, None, None, n,
+                             **estimate)
     y_true = encode_labels(joined[contract.label_name], contract)
     rows = _rows(joined, contract, y_true, threshold)
     live_metrics = compute_metrics(task, y_true, ScoreArrays(
         score=rows.score, probabilities=rows.probabilities), threshold)
     live = live_metrics.get(metric) if metric else None
     if live is None or held is None or higher is None:
-        return QualityResult("insufficient_labels", metric, higher, held, live, None, n,
+        return QualityResult(QualityStatus.INSUFFICIENT_LABELS, metric, higher, held, live, None, n,
                              live_metrics, **estimate)
     drop = quality.relative_drop(held, live, higher)
     interval, significant = None, drop > 0
@@ -87,7 +88,8 @@ def live_quality(
             lower = float(np.quantile(drops, policy.quality_alpha))
             interval = (lower, float(np.quantile(drops, 1 - policy.quality_alpha)))
             significant = lower > 0
-    status = "degraded" if significant and drop >= policy.max_quality_drop else "ok"
+    status = (QualityStatus.DEGRADED if significant and drop >= policy.max_quality_drop
+              else QualityStatus.OK)
     return QualityResult(status, metric, higher, held, live, drop, n, live_metrics, interval,
                          significant, **estimate)
 
@@ -97,8 +99,8 @@ def _estimate(task: Task, metric: str | None, higher: bool | None, held: float |
               policy: MonitoringPolicy, threshold: float | None) -> dict[str, Any]:
     if calibration is None:
         return {"estimate_note": "no calibration record (model registered before estimates)"}
-    if calibration.get("status") == "refused":
-        return {"estimated_status": "refused", "estimate_note": calibration.get("reason", "")}
+    if calibration.get("status") == CalibrationStatus.REFUSED:
+        return {"estimated_status": QualityStatus.REFUSED, "estimate_note": calibration.get("reason", "")}
     if predictions.empty:
         return {"estimate_note": "no predictions in the window"}
     raw = _probabilities(predictions, contract)
@@ -114,4 +116,5 @@ def _estimate(task: Task, metric: str | None, higher: bool | None, held: float |
     drop = quality.relative_drop(held, value, higher)
     return {"estimated_metrics": estimated, "estimated": value, "estimate_note": note,
             "estimated_relative_drop": drop,
-            "estimated_status": "degraded" if drop >= policy.estimated_quality_drop else "ok"}
+            "estimated_status": (QualityStatus.DEGRADED if drop >= policy.estimated_quality_drop
+                                 else QualityStatus.OK)}

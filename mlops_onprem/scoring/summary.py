@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mlops_onprem.manifest import ShadowStatus
 from mlops_onprem.number_format import format_number
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -76,7 +77,7 @@ def scoring_summary_markdown(summary: dict[str, Any], distribution: dict[str, An
                   f"{shadow['status']}: {shadow.get('reason') or ''}".rstrip(": ")
                   + (f" v{shadow['challenger_version']} scored {shadow['rows']:,} rows into "
                      f"`{shadow['manifest_key']}` ({shadow['failed']} partition(s) failed)."
-                     if shadow["status"] == "scored" else "")]
+                     if shadow["status"] == ShadowStatus.SCORED else "")]
     if summary.get("inputs"):
         lines += ["", "## Batches scored", "", "| landed as | batch version | rows |", "|---|---|---|"]
         lines += [f"| `{i['source_key']}` | `{i['version']}` | {i['rows']:,} |"

@@ -47,6 +47,7 @@ from mlops_onprem.validation.rules import (
     STAGES,
     ExpectationSpec,
     Rule,
+    RuleStatus,
     contract_rules,
 )
 from mlops_onprem.validation.schema import _dtype_ok, _pandas_kind, check_arrow_schema
@@ -62,6 +63,7 @@ __all__ = [
     "NothingValidatedError",
     "Rule",
     "RuleResult",
+    "RuleStatus",
     "SchemaError",
     "UnexpectedColumnError",
     "ValidationResult",

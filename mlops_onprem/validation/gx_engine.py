@@ -31,6 +31,7 @@ from mlops_onprem.validation.rules import (
     EXAMPLE_COUNT,
     ExpectationSpec,
     Rule,
+    RuleStatus,
     _referenced_columns,
     _stage,
     contract_rules,
@@ -179,7 +180,7 @@ def _apply_gx_results(rule: Rule, res: RuleResult, gx_results: list[Any], *, fin
     ok = all(r.success for r in gx_results) and not errors
     if not final:
         res.observed = _observed_of(rule, gx_results)
-    res.status = "passed" if ok else "failed"
+    res.status = RuleStatus.PASSED if ok else RuleStatus.FAILED
     for r in gx_results:
         count = r.result.get("unexpected_count")
         if count is not None:
@@ -217,7 +218,8 @@ def validate_dataframe(
         blocked = sorted(c for c in referenced if c in unusable or c not in columns)
         if blocked:
             results[rule.rule_id] = RuleResult.of(
-                rule, "skipped", message=f"not evaluated: column(s) {blocked} missing or of the wrong dtype")
+                rule, RuleStatus.SKIPPED,
+                message=f"not evaluated: column(s) {blocked} missing or of the wrong dtype")
         else:
             runnable.append(rule)
 
@@ -233,7 +235,7 @@ def validate_dataframe(
             by_rule.setdefault(r.expectation_config.meta["rule_id"], []).append(r)
         needs_detail: list[Rule] = []
         for rule in runnable:
-            res = RuleResult.of(rule, "passed")
+            res = RuleResult.of(rule, RuleStatus.PASSED)
             got = by_rule.get(rule.rule_id, [])
             if len(got) != len(rule.screen):
                 raise NothingValidatedError(

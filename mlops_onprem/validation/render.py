@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mlops_onprem.jsonio import plain
+from mlops_onprem.validation.rules import RuleStatus
 
 if TYPE_CHECKING:
     from mlops_onprem.validation.results import RuleResult, ValidationResult
@@ -62,7 +63,7 @@ def result_markdown(result: ValidationResult, *, result_key: str | None = None) 
         lines += _rule_table("Warnings (do not block)", result.warnings)
     if not result.blocking_failures and not result.warnings:
         lines += ["No failing rule.", ""]
-    skipped = [r for r in result.rules if r.status == "skipped"]
+    skipped = [r for r in result.rules if r.status == RuleStatus.SKIPPED]
     if skipped:
         lines += [f"{len(skipped)} rule(s) skipped: "
                   + ", ".join(f"`{r.rule_id}`" for r in skipped[:LISTED_SKIPPED])

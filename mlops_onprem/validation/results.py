@@ -11,7 +11,7 @@ from typing import Any
 from mlops_onprem.contracts import Contract, Severity
 from mlops_onprem.jsonio import jsonable
 from mlops_onprem.validation.render import _short, result_markdown
-from mlops_onprem.validation.rules import Rule, _stage
+from mlops_onprem.validation.rules import Rule, RuleStatus, _stage
 
 
 @dataclass
@@ -23,7 +23,7 @@ class RuleResult:
     column: str | None
     expectation: str
     severity: str
-    status: str  # "passed" | "failed" | "skipped" (not evaluated, ``message`` says why)
+    status: RuleStatus
     observed: Any = None
     unexpected_count: int | None = None
     unexpected_examples: list[Any] = field(default_factory=list)
@@ -31,18 +31,18 @@ class RuleResult:
     expected: str = ""  # what the contract asks: bounds, allowed values, dtype (full text)
 
     @classmethod
-    def of(cls, rule: Rule, status: str, **fields: Any) -> RuleResult:
+    def of(cls, rule: Rule, status: RuleStatus, **fields: Any) -> RuleResult:
         """A result for ``rule`` (ids, expectation, severity and expected text copied)."""
         return cls(rule.rule_id, rule.kind, rule.column, rule.expectation, rule.severity.value,
                    status, expected=rule.description, **fields)
 
     @property
     def evaluated(self) -> bool:
-        return self.status in ("passed", "failed")
+        return self.status in (RuleStatus.PASSED, RuleStatus.FAILED)
 
     @property
     def failed(self) -> bool:
-        return self.status == "failed"
+        return self.status == RuleStatus.FAILED
 
     @property
     def blocking(self) -> bool:
@@ -139,7 +139,8 @@ def unreadable_result(
     Takes the contract, stage, the reader's exception and ids. Returns a result with a single
     failed blocking rule ``readable`` whose message is the reader's message.
     """
-    rule = RuleResult("readable", "readable", None, "read_batch", Severity.ERROR.value, "failed",
+    rule = RuleResult("readable", "readable", None, "read_batch", Severity.ERROR.value,
+                      RuleStatus.FAILED,
                       observed=type(error).__name__, message=str(error),
                       expected="a batch the reader can parse")
     return ValidationResult(dataset=contract.dataset, contract_version=contract.version,

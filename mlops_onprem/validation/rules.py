@@ -14,10 +14,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from mlops_onprem.contracts import Contract, Dtype, Severity, Task
 from mlops_onprem.errors import ContractError
+
+
+class RuleStatus(StrEnum):
+    """A rule's outcome on one batch (``skipped``: not evaluated, the result's message says why)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
 
 STAGES = ("training", "scoring")
 EXAMPLE_COUNT = 5  # example unexpected values kept per rule

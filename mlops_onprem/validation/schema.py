@@ -25,7 +25,7 @@ from mlops_onprem.validation.errors import (
     UnexpectedColumnError,
 )
 from mlops_onprem.validation.results import RuleResult
-from mlops_onprem.validation.rules import Rule, contract_rules
+from mlops_onprem.validation.rules import Rule, RuleStatus, contract_rules
 
 
 def _pandas_kind(dtype: Any) -> str:
@@ -113,35 +113,35 @@ def _schema_results(
     for rule in rules:
         if not rule.is_schema:
             continue
-        res = RuleResult.of(rule, "passed")
+        res = RuleResult.of(rule, RuleStatus.PASSED)
         col = rule.column
         if rule.kind == "unique_columns":
             if duplicates:
-                res.status, res.observed = "failed", duplicates
+                res.status, res.observed = RuleStatus.FAILED, duplicates
                 res.message = f"column name(s) appear more than once: {duplicates}"
         elif rule.kind == "exists":
             if col not in present:
-                res.status, res.observed = "failed", "missing"
+                res.status, res.observed = RuleStatus.FAILED, "missing"
                 res.message = f"required column {col!r} is missing"
                 unusable.add(col)
         elif rule.kind == "dtype":
             if col not in present:
-                res.status, res.message = "skipped", f"column {col!r} is missing"
+                res.status, res.message = RuleStatus.SKIPPED, f"column {col!r} is missing"
             else:
                 ok, wanted = _dtype_ok(contract, col, kinds[col])
                 res.observed = observed_types[col]
                 if not ok:
-                    res.status = "failed"
+                    res.status = RuleStatus.FAILED
                     res.message = f"column {col!r} has dtype {observed_types[col]}, contract wants {wanted}"
                     unusable.add(col)
         elif rule.kind == "extra_columns":
             allowed_extra = [] if stage == "training" or contract.label is None else [contract.label.name]
             rejected = [c for c in extra if c not in allowed_extra]
             if rejected:
-                res.status, res.observed, res.column = "failed", rejected, ", ".join(rejected)
+                res.status, res.observed, res.column = RuleStatus.FAILED, rejected, ", ".join(rejected)
                 res.message = f"column(s) not in the contract: {rejected} (extra_columns: reject)"
         elif rule.kind == "label_absent" and col in present:
-            res.status, res.observed = "failed", "present"
+            res.status, res.observed = RuleStatus.FAILED, "present"
             res.message = f"label column {col!r} must not be present at scoring time (leakage)"
         results[rule.rule_id] = res
     ignored = extra if contract.extra_columns == "ignore" else []
