@@ -34,7 +34,7 @@ from prefect import flow, get_run_logger, runtime, unmapped
 from prefect.utilities.annotations import allow_failure
 
 from flows.ingest import ingest_batch, rejected_error
-from mlops_onprem import keys, ledger
+from mlops_onprem import keys, ledger, progress
 from mlops_onprem.scoring import DEFAULT_BATCH_ROWS, score_distribution
 from mlops_onprem.scoring_plan import ScoringMode
 from tasks.run_labels import mark_run, run_name
@@ -113,6 +113,7 @@ def score_batch(
             run_id=unmapped(plan["run_id"]), batch_rows=unmapped(batch_rows),
             ort_threads=unmapped(ort_threads), contract_path=unmapped(contract_path),
         )
+        progress.follow("score-partition", scored, [p["key"] for p in plan["partitions"]])  # mlops score run
         summary = write_scoring_manifest(model, plan["run_id"], plan["partitions"],
                                          allow_failure(scored), started_at=started_at)
         record_scored(dataset, summary["manifest_key"], mode)

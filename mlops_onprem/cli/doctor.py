@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-import argparse
+from typing import Annotated
 
-from mlops_onprem.cli.output import print_json
+import typer
+
+from mlops_onprem.cli.output import JSON_HELP, print_json
 from mlops_onprem.doctor import Status, render_table, run_checks
 from mlops_onprem.settings import get_settings
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "doctor", help="check this host, Prefect and the object store (conditional writes included)")
-    parser.add_argument("--probe-mib", type=int, default=64, help="size of the store speed probe")
-    parser.add_argument("--json", action="store_true", help="every check as JSON")
-    parser.set_defaults(handler=run)
+def register(app: typer.Typer) -> None:
+    from mlops_onprem.cli import add_command
+
+    add_command(app, "doctor", doctor)
 
 
-def run(args: argparse.Namespace) -> int:
-    results = run_checks(get_settings(), probe_mib=args.probe_mib)
+def doctor(
+    probe_mib: Annotated[int, typer.Option("--probe-mib", help="size of the store speed probe (MiB)")] = 64,
+    json_output: Annotated[bool, typer.Option("--json", help=JSON_HELP.format("every check"))] = False,
+) -> int:
+    """Check this host, Prefect and the object store (conditional writes included); exit 1 when
+    something is missing."""
+    results = run_checks(get_settings(), probe_mib=probe_mib)
     gaps = [r for r in results if r.status == Status.FAIL]
-    if args.json:
+    if json_output:
         conformance = next((r.conformance for r in results if r.conformance is not None), None)
         print_json({"checks": [{"name": r.name, "status": r.status.value, "detail": r.detail}
                                for r in results], "passed": not gaps,

@@ -7,79 +7,37 @@ result. Like ``mlops score run``, these run the flow in this process (Prefect's 
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from mlops_onprem.cli.output import print_fields, print_json, print_table, progress
+import typer
+
+from mlops_onprem.cli.output import JSON_HELP, print_fields, print_json, print_table, progress
+
+JSON_RESULT = JSON_HELP.format("the flow's whole result")
+DATASET_HELP = "dataset name (contract: data_contracts/NAME.yaml)"
+MODEL_HELP = "model name in the registry"
+CONTRACT_HELP = "contract file (default: data_contracts/DATASET.yaml)"
 
 
-def optional_int(text: str) -> int | None:
+def optional_int(text: str | int | None) -> int | None:
     """An integer, or ``none`` for the flow's ``None`` (no limit)."""
-    return None if text.lower() == "none" else int(text)
+    if text is None or isinstance(text, int):  # the default
+        return text
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an integer or 'none'") from None
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    ingest = subparsers.add_parser(
-        "ingest", help="run the ingest-batch flow: gate every pending batch version of a dataset")
-    ingest.add_argument("--dataset", default="demo")
-    ingest.add_argument("--source-key", default=None,
-                        help="only this landed key or key prefix (default: everything pending)")
-    ingest.add_argument("--stage", choices=["training", "scoring"], default=None,
-                        help="incoming/ (training) or inbox/ (scoring); default both, and labels")
-    ingest.add_argument("--start", default=None, help="first data date (YYYY-MM-DD)")
-    ingest.add_argument("--end", default=None, help="last data date (YYYY-MM-DD)")
-    ingest.add_argument("--contract-path", default=None,
-                        help="contract file (default data_contracts/<dataset>.yaml)")
-    ingest.add_argument("--revalidate", action="store_true",
-                        help="gate again versions decided under another contract version")
-    ingest.add_argument("--json", action="store_true", help="print the flow's whole result")
-    ingest.set_defaults(handler=run_ingest)
+def register(app: typer.Typer) -> None:
+    from mlops_onprem.cli import add_command
 
-    train = subparsers.add_parser(
-        "train", help="run the train-model flow: train, ONNX parity, register, promotion gate")
-    train.add_argument("--dataset", default="demo")
-    train.add_argument("--model-name", "--model", dest="model_name", default="demo")
-    train.add_argument("--spec", default="xgboost",
-                       help="name in model_specs/, a YAML path or card:<model>@<version>")
-    train.add_argument("--seed", type=int, default=None, help="override the spec's seed")
-    train.add_argument("--promotion-margin", type=float, default=0.0,
-                       help="required improvement on the primary metric to become champion")
-    train.add_argument("--contract-path", default=None)
-    train.add_argument("--window-days", type=int, default=None,
-                       help="train on the last N days of data (default: every current batch)")
-    train.add_argument("--window-batches", type=int, default=None,
-                       help="train on the newest N batch versions")
-    train.add_argument("--json", action="store_true", help="print the flow's whole result")
-    train.set_defaults(handler=run_train)
-
-    monitor = subparsers.add_parser(
-        "monitor", help="run the monitor-model flow: drift and quality of the champion's window")
-    monitor.add_argument("--model-name", "--model", dest="model_name", default="demo")
-    monitor.add_argument("--dataset", default="demo")
-    monitor.add_argument("--window-days", type=optional_int, default=7,
-                         help="days of data up to --as-of (default 7; none = no limit)")
-    monitor.add_argument("--window-batches", type=int, default=None,
-                         help="at most the newest N batch versions")
-    monitor.add_argument("--as-of", default=None, help="last data date of the window (YYYY-MM-DD)")
-    monitor.add_argument("--no-retrain", action="store_true", help="never retrain on drift")
-    monitor.add_argument("--training-deployment", default=None,
-                         help='retrain as this deployment, e.g. "train-model/train" '
-                              "(default: an embedded subflow)")
-    monitor.add_argument("--policy", default=None,
-                         help='MonitoringPolicy as JSON, e.g. \'{"persistence": 2}\'')
-    monitor.add_argument("--json", action="store_true", help="print the flow's whole result")
-    monitor.set_defaults(handler=run_monitor)
-
-    pipeline = subparsers.add_parser(
-        "pipeline", help="run the run-pipeline flow: ingest, train, score one dataset")
-    pipeline.add_argument("--dataset", default="demo")
-    pipeline.add_argument("--model-name", "--model", dest="model_name", default="demo")
-    pipeline.add_argument("--spec", default="xgboost")
-    pipeline.add_argument("--no-train", action="store_true", help="skip training")
-    pipeline.add_argument("--no-score", action="store_true", help="skip scoring")
-    pipeline.add_argument("--promotion-margin", type=float, default=0.0)
-    pipeline.add_argument("--json", action="store_true", help="print the flow's whole result")
-    pipeline.set_defaults(handler=run_pipeline)
+    add_command(app, "ingest", run_ingest)
+    add_command(app, "train", run_train)
+    add_command(app, "monitor", run_monitor)
+    add_command(app, "pipeline", run_pipeline)
 
 
 def _verdict_rows(verdicts: list[dict[str, Any]]) -> list[list[Any]]:
@@ -96,34 +54,63 @@ def print_gate_table(validated: list[dict[str, Any]], rejected: list[dict[str, A
         print(f"rejected {verdict['source_key']}: {verdict['message'][:400]}")
 
 
-def run_ingest(args: argparse.Namespace) -> int:
+def run_ingest(
+    dataset: Annotated[str, typer.Option(help=DATASET_HELP)] = "demo",
+    source_key: Annotated[str | None, typer.Option(
+        help="only this landed key or key prefix (default: everything pending)")] = None,
+    stage: Annotated[Literal["training", "scoring"] | None, typer.Option(
+        help="incoming/ (training) or inbox/ (scoring); default both, and labels")] = None,
+    start: Annotated[str | None, typer.Option(help="first data date (YYYY-MM-DD)")] = None,
+    end: Annotated[str | None, typer.Option(help="last data date (YYYY-MM-DD)")] = None,
+    contract_path: Annotated[str | None, typer.Option(help=CONTRACT_HELP)] = None,
+    revalidate: Annotated[bool, typer.Option(
+        "--revalidate", help="gate again versions decided under another contract version")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help=JSON_RESULT)] = False,
+) -> int:
+    """Run the ingest-batch flow: gate every pending batch version of a dataset (exit 1 when
+    one is rejected)."""
     from flows.ingest import ingest_batch  # Prefect loads only for this command
 
-    with progress(f"ingest-batch {args.dataset}"):
+    with progress(f"ingest-batch {dataset}"):
         result = ingest_batch(
-            dataset=args.dataset, source_key=args.source_key, stage=args.stage, start=args.start,
-            end=args.end, contract_path=args.contract_path, revalidate=args.revalidate,
+            dataset=dataset, source_key=source_key, stage=stage, start=start,
+            end=end, contract_path=contract_path, revalidate=revalidate,
             fail_on_rejected=False,
         )
-    if args.json:
+    if json_output:
         print_json(result)
     else:
         print_gate_table(result["validated"], result["rejected"])
-        print(f"{args.dataset}: {len(result['validated'])} batch version(s) validated, "
+        print(f"{dataset}: {len(result['validated'])} batch version(s) validated, "
               f"{len(result['rejected'])} rejected")
     return 1 if result["rejected"] else 0
 
 
-def run_train(args: argparse.Namespace) -> int:
+def run_train(
+    dataset: Annotated[str, typer.Option(help=DATASET_HELP)] = "demo",
+    model_name: Annotated[str, typer.Option("--model-name", "--model", help=MODEL_HELP)] = "demo",
+    spec: Annotated[str, typer.Option(
+        help="name in model_specs/, a YAML path or card:<model>@<version>")] = "xgboost",
+    seed: Annotated[int | None, typer.Option(help="override the spec's seed")] = None,
+    promotion_margin: Annotated[float, typer.Option(
+        help="required improvement on the primary metric to become champion")] = 0.0,
+    contract_path: Annotated[str | None, typer.Option(help=CONTRACT_HELP)] = None,
+    window_days: Annotated[int | None, typer.Option(
+        help="train on the last N days of data (default: every current batch)")] = None,
+    window_batches: Annotated[int | None, typer.Option(
+        help="train on the newest N batch versions")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help=JSON_RESULT)] = False,
+) -> int:
+    """Run the train-model flow: train, ONNX parity, register, promotion gate."""
     from flows.train import train_model
 
-    with progress(f"train-model {args.model_name} ({args.spec})"):
+    with progress(f"train-model {model_name} ({spec})"):
         result = train_model(
-            dataset=args.dataset, model_name=args.model_name, spec=args.spec, seed=args.seed,
-            promotion_margin=args.promotion_margin, contract_path=args.contract_path,
-            window_days=args.window_days, window_batches=args.window_batches,
+            dataset=dataset, model_name=model_name, spec=spec, seed=seed,
+            promotion_margin=promotion_margin, contract_path=contract_path,
+            window_days=window_days, window_batches=window_batches,
         )
-    if args.json:
+    if json_output:
         print_json(result)
         return 0
     decision = result["decision"]
@@ -139,18 +126,50 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_monitor(args: argparse.Namespace) -> int:
+def parse_policy(model: Any, text: str | None, option: str) -> Any:
+    """``text`` (JSON) as the pydantic ``model``; a usage error naming ``option`` if it is not."""
+    if not text:
+        return None
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"
+                             for e in exc.errors())
+        raise typer.BadParameter(problems, param_hint=option) from None
+
+
+def run_monitor(
+    model_name: Annotated[str, typer.Option("--model-name", "--model", help=MODEL_HELP)] = "demo",
+    dataset: Annotated[str, typer.Option(help=DATASET_HELP)] = "demo",
+    window_days: Annotated[int | None, typer.Option(
+        parser=optional_int, metavar="DAYS|none",
+        help="days of data up to --as-of (default 7; none = no limit)")] = 7,
+    window_batches: Annotated[int | None, typer.Option(
+        help="at most the newest N batch versions")] = None,
+    as_of: Annotated[str | None, typer.Option(
+        help="last data date of the window (YYYY-MM-DD)")] = None,
+    no_retrain: Annotated[bool, typer.Option("--no-retrain", help="never retrain on drift")] = False,
+    training_deployment: Annotated[str | None, typer.Option(
+        help='retrain as this deployment, e.g. "train-model/train" (default: an embedded subflow)')] = None,
+    policy: Annotated[str | None, typer.Option(
+        help='MonitoringPolicy as JSON, e.g. \'{"persistence": 2}\'')] = None,
+    json_output: Annotated[bool, typer.Option("--json", help=JSON_RESULT)] = False,
+) -> int:
+    """Run the monitor-model flow: drift and quality of the champion's window (retrain on drift
+    unless --no-retrain)."""
     from flows.monitor import monitor_model
     from mlops_onprem.monitoring import MonitoringPolicy
 
-    policy = MonitoringPolicy.model_validate_json(args.policy) if args.policy else None
-    with progress(f"monitor-model {args.model_name} on {args.dataset}"):
+    monitoring_policy = parse_policy(MonitoringPolicy, policy, "--policy")
+    with progress(f"monitor-model {model_name} on {dataset}"):
         result = monitor_model(
-            model_name=args.model_name, dataset=args.dataset, window_days=args.window_days,
-            window_batches=args.window_batches, as_of=args.as_of, retrain=not args.no_retrain,
-            training_deployment=args.training_deployment, policy=policy,
+            model_name=model_name, dataset=dataset, window_days=window_days,
+            window_batches=window_batches, as_of=as_of, retrain=not no_retrain,
+            training_deployment=training_deployment, policy=monitoring_policy,
         )
-    if args.json:
+    if json_output:
         print_json(result)
         return 0
     quality = result.get("quality") or {}
@@ -176,16 +195,28 @@ def run_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_pipeline(args: argparse.Namespace) -> int:
+def run_pipeline(
+    dataset: Annotated[str, typer.Option(help=DATASET_HELP)] = "demo",
+    model_name: Annotated[str, typer.Option("--model-name", "--model", help=MODEL_HELP)] = "demo",
+    spec: Annotated[str, typer.Option(
+        help="name in model_specs/, a YAML path or card:<model>@<version>")] = "xgboost",
+    no_train: Annotated[bool, typer.Option("--no-train", help="skip training")] = False,
+    no_score: Annotated[bool, typer.Option("--no-score", help="skip scoring")] = False,
+    promotion_margin: Annotated[float, typer.Option(
+        help="required improvement on the primary metric to become champion")] = 0.0,
+    json_output: Annotated[bool, typer.Option("--json", help=JSON_RESULT)] = False,
+) -> int:
+    """Run the run-pipeline flow: ingest, train, score one dataset (exit 1 when a batch is
+    quarantined)."""
     from flows.pipeline import run_pipeline as pipeline_flow
 
-    with progress(f"run-pipeline {args.dataset}"):
+    with progress(f"run-pipeline {dataset}"):
         result = pipeline_flow(
-            dataset=args.dataset, model_name=args.model_name, spec=args.spec,
-            train=not args.no_train, score=not args.no_score,
-            promotion_margin=args.promotion_margin, fail_on_rejected=False,
+            dataset=dataset, model_name=model_name, spec=spec,
+            train=not no_train, score=not no_score,
+            promotion_margin=promotion_margin, fail_on_rejected=False,
         )
-    if args.json:
+    if json_output:
         print_json(result)
     else:
         training, scoring = result.get("training") or {}, result.get("scoring") or {}

@@ -7,87 +7,32 @@ truth) and, when a Prefect API is configured (``PREFECT_API_URL``), also emitted
 
 from __future__ import annotations
 
-import argparse
 import json
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from mlops_onprem import challenger, registry
 from mlops_onprem.cli.output import cell, print_json, print_table
 from mlops_onprem.store import open_store
 from mlops_onprem.store.base import ObjectStore
 
+Name = Annotated[str, typer.Argument(help="model name")]
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("models", help="list, inspect, promote and roll back models")
-    commands = parser.add_subparsers(dest="models_command", required=True)
 
-    listing = commands.add_parser("list", help="versions of a model, champion marked")
-    listing.add_argument("name", help="model name")
-    listing.add_argument("--json", action="store_true",
-                         help="every version's card, with champion/challenger marks")
-    listing.set_defaults(handler=run_list)
+def register(app: typer.Typer) -> None:
+    from mlops_onprem.cli import add_command, new_app
 
-    show = commands.add_parser(
-        "show", help="the model card of a version or alias, with the registry's decisions on it")
-    show.add_argument("name")
-    show.add_argument("ref", nargs="?", default="champion", help="version number or alias")
-    show.add_argument("--json", action="store_true", help="print card.json instead of a summary")
-    show.set_defaults(handler=run_show)
-
-    hist = commands.add_parser(
-        "history", help="the registry's decisions on a model: promotions, rejections, rollbacks, "
-                        "challengers (oldest first)")
-    hist.add_argument("name")
-    hist.add_argument("--json", action="store_true", help="every history event in full")
-    hist.set_defaults(handler=run_history)
-
-    diff = commands.add_parser(
-        "diff", help="two versions' cards side by side: metrics, spec, data, contract, threshold")
-    diff.add_argument("name")
-    diff.add_argument("a", help="version number or alias")
-    diff.add_argument("b", help="version number or alias")
-    diff.add_argument("--json", action="store_true", help="the comparison as JSON")
-    diff.set_defaults(handler=run_diff)
-
-    promote = commands.add_parser(
-        "promote", help="make a version champion if it beats the champion on its holdout"
-    )
-    promote.add_argument("name")
-    promote.add_argument("version", type=int)
-    promote.add_argument("--margin", type=float, default=0.0,
-                         help="required improvement on the primary metric")
-    promote.add_argument("--metric", default=None, help="metric to compare (default: primary)")
-    promote.add_argument("--force", action="store_true", help="skip the comparison")
-    promote.set_defaults(handler=run_promote)
-
-    back = commands.add_parser("rollback", help="point champion back at the previous (or a given) version")
-    back.add_argument("name")
-    back.add_argument("--to", type=int, default=None, dest="to_version",
-                      help="version to restore (default: the champion before the current one)")
-    back.set_defaults(handler=run_rollback)
-
-    shadow = commands.add_parser(
-        "challenger", help="a shadow challenger: scored beside the champion, judged on live labels")
-    actions = shadow.add_subparsers(dest="challenger_command", required=True)
-    set_ = actions.add_parser("set", help="deploy a version as the shadow challenger")
-    set_.add_argument("name")
-    set_.add_argument("version", type=int)
-    set_.add_argument("--reason", default="", help="why (recorded in the history)")
-    set_.set_defaults(handler=run_challenger_set)
-    clear = actions.add_parser("clear", help="stop shadowing (its shadow predictions stay)")
-    clear.add_argument("name")
-    clear.add_argument("--reason", default="cleared by operator")
-    clear.set_defaults(handler=run_challenger_clear)
-    status = actions.add_parser(
-        "status", help="labelled rows so far and both models' metric on them (decides nothing)")
-    status.add_argument("name")
-    status.add_argument("--dataset", default=None,
-                        help="dataset whose labels to read (default: the champion's contract's)")
-    status.add_argument("--min-rows", type=int, default=challenger.DEFAULT_MIN_ROWS,
-                        help="labelled rows the monitoring policy requires before deciding")
-    status.add_argument("--alpha", type=float, default=challenger.DEFAULT_ALPHA)
-    status.add_argument("--json", action="store_true")
-    status.set_defaults(handler=run_challenger_status)
+    group = new_app("List, inspect, compare, promote and roll back models; shadow challengers.")
+    for name, command in (("list", run_list), ("show", run_show), ("history", run_history),
+                          ("diff", run_diff), ("promote", run_promote), ("rollback", run_rollback)):
+        add_command(group, name, command)
+    shadow = new_app("A shadow challenger: scored beside the champion, judged on live labels.")
+    add_command(shadow, "set", run_challenger_set)
+    add_command(shadow, "clear", run_challenger_clear)
+    add_command(shadow, "status", run_challenger_status)
+    group.add_typer(shadow, name="challenger")
+    app.add_typer(group, name="models")
 
 
 def _primary(card: dict) -> str:
@@ -96,17 +41,22 @@ def _primary(card: dict) -> str:
     return f"{name}={value:.6g}" if isinstance(value, float) else f"{name}=n/a"
 
 
-def run_list(args: argparse.Namespace) -> int:
+def run_list(
+    name: Name,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="every version's card, with champion/challenger marks, as JSON")] = False,
+) -> int:
+    """Versions of a model, champion (*) and shadow challenger (~) marked; exit 1 when it has none."""
     store = open_store()
-    versions = registry.list_versions(store, args.name)
-    champion = registry.champion_version(store, args.name) if versions else None
-    shadowing = challenger.challenger_version(store, args.name) if versions else None
-    if args.json:
+    versions = registry.list_versions(store, name)
+    champion = registry.champion_version(store, name) if versions else None
+    shadowing = challenger.challenger_version(store, name) if versions else None
+    if json_output:
         print_json([{"version": mv.version, "champion": mv.version == champion,
                      "challenger": mv.version == shadowing, "card": mv.card} for mv in versions])
         return 0 if versions else 1
     if not versions:
-        print(f"model {args.name!r} has no versions in {store.location}")
+        print(f"model {name!r} has no versions in {store.location}")
         return 1
     print(f"{'':2}{'version':>7}  {'created':<27} {'kind':<14} {'primary metric':<24} contract")
     for mv in versions:
@@ -141,16 +91,21 @@ def _history_row(event: dict[str, Any]) -> list[Any]:
             versions, metric, reason if len(reason) <= 100 else reason[:97] + "..."]
 
 
-def run_history(args: argparse.Namespace) -> int:
+def run_history(
+    name: Name,
+    json_output: Annotated[bool, typer.Option("--json", help="every history event in full, as JSON")] = False,
+) -> int:
+    """The registry's decisions on a model: promotions, rejections, rollbacks, challengers
+    (oldest first)."""
     store = open_store()
-    events = registry.history(store, args.name)
+    events = registry.history(store, name)
     if not events:
-        _require_model(store, args.name)
-    if args.json:
+        _require_model(store, name)
+    if json_output:
         print_json(events)
         return 0
     if not events:
-        print(f"model {args.name!r} has no registry decisions yet")
+        print(f"model {name!r} has no registry decisions yet")
         return 0
     print_table(["time (UTC)", "action", "versions", "metric", "reason"],
                 [_history_row(e) for e in events])
@@ -220,11 +175,17 @@ def _value(value: Any) -> str:
     return json.dumps(value, default=str) if isinstance(value, list | dict) else cell(value)
 
 
-def run_diff(args: argparse.Namespace) -> int:
+def run_diff(
+    name: Name,
+    a: Annotated[str, typer.Argument(help="version number or alias (A)")],
+    b: Annotated[str, typer.Argument(help="version number or alias (B)")],
+    json_output: Annotated[bool, typer.Option("--json", help="the comparison as JSON")] = False,
+) -> int:
+    """Two versions' cards side by side: metrics, spec, data, contract, threshold."""
     store = open_store()
-    mv_a, mv_b = registry.resolve(store, args.name, args.a), registry.resolve(store, args.name, args.b)
+    mv_a, mv_b = registry.resolve(store, name, a), registry.resolve(store, name, b)
     diff = compare_cards(mv_a.card, mv_b.card)
-    if args.json:
+    if json_output:
         print_json(diff)
         return 0
     va, vb = f"v{mv_a.version}", f"v{mv_b.version}"
@@ -244,26 +205,32 @@ def run_diff(args: argparse.Namespace) -> int:
               f"{len(batches['common'])} common"]]
     rows += [["contract", diff["contract"]["a"], diff["contract"]["b"], None],
              ["decision threshold", _threshold(mv_a.card), _threshold(mv_b.card), None]]
-    print(f"{args.name}: {va} (A) vs {vb} (B)")
+    print(f"{name}: {va} (A) vs {vb} (B)")
     print_table(["", f"A {va}", f"B {vb}", "B - A"], rows)
     for side, label in (("only_a", va), ("only_b", vb)):
         if batches[side]:
             print(f"only in {label}: " + ", ".join(batches[side]))
     if not diff["same_training_data"]:
         print("note: each version's metrics are on its own holdout; they are not the same rows "
-              f"(mlops models promote {args.name} <version> compares both on the same rows)")
+              f"(mlops models promote {name} <version> compares both on the same rows)")
     return 0
 
 
-def run_show(args: argparse.Namespace) -> int:
+def run_show(
+    name: Name,
+    ref: Annotated[str, typer.Argument(help="version number or alias")] = "champion",
+    json_output: Annotated[bool, typer.Option("--json", help="print card.json instead of a summary")]
+    = False,
+) -> int:
+    """The model card of a version or alias, with the registry's decisions on it."""
     store = open_store()
-    mv = registry.resolve(store, args.name, args.ref)
-    if args.json:
+    mv = registry.resolve(store, name, ref)
+    if json_output:
         print(json.dumps(mv.card, indent=2, sort_keys=True, default=str))
     else:
         from mlops_onprem.model_card import render_card_markdown
 
-        print(render_card_markdown(mv.card, registry.decisions_about(store, args.name, mv.version)))
+        print(render_card_markdown(mv.card, registry.decisions_about(store, name, mv.version)))
     return 0
 
 
@@ -287,11 +254,18 @@ def _announce(decision: registry.PromotionDecision) -> None:
         print(f"note: the mlops.model.promoted event was not sent ({type(exc).__name__})")
 
 
-def run_promote(args: argparse.Namespace) -> int:
+def run_promote(
+    name: Name,
+    version: Annotated[int, typer.Argument(help="the version to promote")],
+    margin: Annotated[float, typer.Option(help="required improvement on the primary metric")] = 0.0,
+    metric: Annotated[str | None, typer.Option(help="metric to compare (default: primary)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="skip the comparison")] = False,
+) -> int:
+    """Make a version champion if it beats the champion on its holdout (exit 1 when it does not)."""
     try:
         decision = registry.promote_if_better(
-            open_store(), args.name, args.version, margin=args.margin, metric=args.metric,
-            force=args.force,
+            open_store(), name, version, margin=margin, metric=metric,
+            force=force,
         )
     except registry.PromotionRejectedError as exc:
         _print_decision(exc.decision)
@@ -301,44 +275,67 @@ def run_promote(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_rollback(args: argparse.Namespace) -> int:
-    decision = registry.rollback(open_store(), args.name, args.to_version)
+def run_rollback(
+    name: Name,
+    to_version: Annotated[int | None, typer.Option(
+        "--to", help="version to restore (default: the champion before the current one)")] = None,
+) -> int:
+    """Point champion back at the previous (or a given) version."""
+    decision = registry.rollback(open_store(), name, to_version)
     _print_decision(decision)
     _announce(decision)
     return 0
 
 
-def run_challenger_set(args: argparse.Namespace) -> int:
-    event = challenger.set_challenger(open_store(), args.name, args.version, reason=args.reason)
+def run_challenger_set(
+    name: Name,
+    version: Annotated[int, typer.Argument(help="the version to shadow the champion")],
+    reason: Annotated[str, typer.Option(help="why (recorded in the history)")] = "",
+) -> int:
+    """Deploy a version as the shadow challenger."""
+    event = challenger.set_challenger(open_store(), name, version, reason=reason)
     replaced = event.get("replaced_challenger")
-    print(f"challenger of {args.name}: v{args.version} shadows champion v{event['champion_version']}"
+    print(f"challenger of {name}: v{version} shadows champion v{event['champion_version']}"
           + (f" (replaces v{replaced})" if replaced is not None else ""))
     print(f"history: {event['event_key']}")
     return 0
 
 
-def run_challenger_clear(args: argparse.Namespace) -> int:
-    event = challenger.clear_challenger(open_store(), args.name, reason=args.reason)
+def run_challenger_clear(
+    name: Name,
+    reason: Annotated[str, typer.Option(help="why (recorded in the history)")] = "cleared by operator",
+) -> int:
+    """Stop shadowing (its shadow predictions stay)."""
+    event = challenger.clear_challenger(open_store(), name, reason=reason)
     if event is None:
-        print(f"model {args.name!r} has no challenger")
+        print(f"model {name!r} has no challenger")
         return 0
-    print(f"challenger v{event['candidate_version']} of {args.name} cleared")
+    print(f"challenger v{event['candidate_version']} of {name} cleared")
     print(f"history: {event['event_key']}")
     return 0
 
 
-def run_challenger_status(args: argparse.Namespace) -> int:
+def run_challenger_status(
+    name: Name,
+    dataset: Annotated[str | None, typer.Option(
+        help="dataset whose labels to read (default: the champion's contract's)")] = None,
+    min_rows: Annotated[int, typer.Option(
+        help="labelled rows the monitoring policy requires before deciding")] = challenger.DEFAULT_MIN_ROWS,
+    alpha: Annotated[float, typer.Option(
+        help="significance level of the comparison")] = challenger.DEFAULT_ALPHA,
+    json_output: Annotated[bool, typer.Option("--json", help="the report as JSON")] = False,
+) -> int:
+    """Labelled rows so far and both models' metric on them (decides nothing)."""
     store = open_store()
-    dataset = args.dataset
-    if dataset is None and registry.champion_version(store, args.name) is not None:
-        dataset = registry.resolve(store, args.name).card.get("contract", {}).get("dataset")
-    report = challenger.judge_challenger(store, args.name, dataset or args.name,
-                                         min_rows=args.min_rows, alpha=args.alpha, decide=False)
-    if args.json:
+    if dataset is None and registry.champion_version(store, name) is not None:
+        dataset = registry.resolve(store, name).card.get("contract", {}).get("dataset")
+    report = challenger.judge_challenger(store, name, dataset or name,
+                                         min_rows=min_rows, alpha=alpha, decide=False)
+    if json_output:
         print(json.dumps(report.to_dict(), indent=2, default=str))
         return 0
     if report.status == "none":
-        print(f"model {args.name!r} has no challenger")
+        print(f"model {name!r} has no challenger")
         return 0
     print(f"challenger v{report.challenger_version} vs champion v{report.champion_version} "
           f"({report.metric}): {report.status}")

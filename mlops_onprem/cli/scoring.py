@@ -2,62 +2,69 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from mlops_onprem.cli.output import print_fields, print_json, print_table, progress
+import typer
+
+from mlops_onprem.cli.output import (
+    JSON_HELP,
+    print_fields,
+    print_json,
+    print_table,
+    progress,
+    progress_style,
+    step_progress,
+)
 from mlops_onprem.manifest import dumps, list_manifest_keys, read_manifest
 from mlops_onprem.scoring import DEFAULT_BATCH_ROWS
 from mlops_onprem.store import open_store
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("score", help="run batch scoring and inspect its manifests")
-    commands = parser.add_subparsers(dest="score_command", required=True)
+def register(app: typer.Typer) -> None:
+    from mlops_onprem.cli import add_command, new_app
 
-    run = commands.add_parser("run", help="run the score-batch flow (champion by default)")
-    run.add_argument("--dataset", default="demo")
-    run.add_argument("--input-prefix", default=None,
-                     help="limit to landed keys under this prefix (default all of inbox/<dataset>/)")
-    run.add_argument("--model", default="demo")
-    run.add_argument("--ref", default="champion", help="alias or version number")
-    run.add_argument("--mode", choices=["new", "backfill", "rescore"], default="new",
-                     help="new: batches the model never scored (default); backfill: every batch "
-                          "in the range, idempotent; rescore: again, under a new run id")
-    run.add_argument("--start", default=None, help="first data date (YYYY-MM-DD)")
-    run.add_argument("--end", default=None, help="last data date (YYYY-MM-DD)")
-    run.add_argument("--run-id", default=None, help="pin the run id (default: derived)")
-    run.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS)
-    run.add_argument("--ort-threads", type=int, default=1,
-                     help="onnxruntime intra-op threads per partition")
-    run.add_argument("--contract-path", default=None,
-                     help="contract file (default data_contracts/<dataset>.yaml)")
-    run.add_argument("--json", action="store_true", help="print the flow's whole run summary")
-    run.set_defaults(handler=run_score)
-
-    runs = commands.add_parser("runs", help="scoring runs of a model (one line per manifest)")
-    runs.add_argument("model")
-    runs.add_argument("--json", action="store_true", help="print every manifest as JSON")
-    runs.set_defaults(handler=run_list)
-
-    show = commands.add_parser("show", help="print one run's manifest (JSON)")
-    show.add_argument("manifest_key")
-    show.add_argument("--json", action="store_true",
-                      help="accepted for symmetry: the manifest is always printed as JSON")
-    show.set_defaults(handler=run_show)
+    group = new_app("Run batch scoring and inspect its manifests.")
+    add_command(group, "run", run_score)
+    add_command(group, "runs", run_list)
+    add_command(group, "show", run_show)
+    app.add_typer(group, name="score")
 
 
-def run_score(args: argparse.Namespace) -> int:
+def run_score(
+    dataset: Annotated[str, typer.Option(help="dataset name (contract: data_contracts/NAME.yaml)")]
+    = "demo",
+    input_prefix: Annotated[str | None, typer.Option(
+        help="limit to landed keys under this prefix (default all of inbox/<dataset>/)")] = None,
+    model: Annotated[str, typer.Option(help="model name in the registry")] = "demo",
+    ref: Annotated[str, typer.Option(help="alias or version number")] = "champion",
+    mode: Annotated[Literal["new", "backfill", "rescore"], typer.Option(
+        help="new: batches the model never scored; backfill: every batch in the range, idempotent; "
+             "rescore: again, under a new run id")] = "new",
+    start: Annotated[str | None, typer.Option(help="first data date (YYYY-MM-DD)")] = None,
+    end: Annotated[str | None, typer.Option(help="last data date (YYYY-MM-DD)")] = None,
+    run_id: Annotated[str | None, typer.Option(help="pin the run id (default: derived)")] = None,
+    batch_rows: Annotated[int, typer.Option(help="rows per scored batch within a partition")]
+    = DEFAULT_BATCH_ROWS,
+    ort_threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads per partition")] = 1,
+    contract_path: Annotated[str | None, typer.Option(
+        help="contract file (default: data_contracts/DATASET.yaml)")] = None,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help=JSON_HELP.format("the flow's whole run summary"))] = False,
+) -> int:
+    """Run the score-batch flow (champion by default): a progress bar per partition on stderr
+    (plain lines when stderr is not a terminal; MLOPS_PROGRESS=bar|lines|off forces one), then
+    the batches scored and a summary table; exit 1 when an inbox batch was rejected."""
     from flows.score import score_batch  # Prefect loads only for this command
 
-    with progress(f"score-batch {args.model}@{args.ref} on {args.dataset} ({args.mode})"):
+    label = f"score-batch {model}@{ref} on {dataset} ({mode})"
+    with progress(label), step_progress(progress_style(json_output), "score-batch"):
         summary = score_batch(
-            dataset=args.dataset, input_prefix=args.input_prefix, model_name=args.model,
-            model_ref=args.ref, mode=args.mode, start=args.start, end=args.end,
-            run_id=args.run_id, batch_rows=args.batch_rows, ort_threads=args.ort_threads,
-            contract_path=args.contract_path, fail_on_rejected=False,
+            dataset=dataset, input_prefix=input_prefix, model_name=model,
+            model_ref=ref, mode=mode, start=start, end=end,
+            run_id=run_id, batch_rows=batch_rows, ort_threads=ort_threads,
+            contract_path=contract_path, fail_on_rejected=False,
         )
-    if args.json:
+    if json_output:
         print_json(summary)
     else:
         print_score_summary(summary)
@@ -93,14 +100,18 @@ def print_score_summary(summary: dict[str, Any]) -> None:
         print_gate_table([], summary["rejected"])
 
 
-def run_list(args: argparse.Namespace) -> int:
+def run_list(
+    model: Annotated[str, typer.Argument(help="model name")],
+    json_output: Annotated[bool, typer.Option("--json", help=JSON_HELP.format("every manifest"))] = False,
+) -> int:
+    """Scoring runs of a model, one line per manifest (exit 1 when it has none)."""
     store = open_store()
-    manifests = [read_manifest(store, key) for key in list_manifest_keys(store, args.model)]
-    if args.json:
+    manifests = [read_manifest(store, key) for key in list_manifest_keys(store, model)]
+    if json_output:
         print_json([{**m.to_json(), "manifest_key": m.key} for m in manifests])
         return 0 if manifests else 1
     if not manifests:
-        print(f"model {args.model!r} has no completed scoring run in {store.location}")
+        print(f"model {model!r} has no completed scoring run in {store.location}")
         return 1
     print_table(["version", "run id", "created", "status", "rows", "manifest"],
                 [[m.model_version, m.run_id, m.created_at, m.status, m.rows, m.key]
@@ -108,6 +119,11 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_show(args: argparse.Namespace) -> int:
-    print(dumps(read_manifest(open_store(), args.manifest_key)))
+def run_show(
+    manifest_key: Annotated[str, typer.Argument(help="the run's manifest key (see: mlops score runs)")],
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="accepted for symmetry: the manifest is always printed as JSON")] = False,
+) -> int:
+    """Print one run's manifest (JSON)."""
+    print(dumps(read_manifest(open_store(), manifest_key)))
     return 0
