@@ -44,6 +44,10 @@ class PointerConflictError(StoreError):
     """A compare-and-swap pointer write lost the race: the pointer changed since it was read."""
 
 
+class ImmutableObjectError(StoreError):
+    """A write or delete aimed at an append-only record (registry history, ledger events)."""
+
+
 class StoreCapabilityError(StoreError):
     """The server lacks a capability we rely on (e.g. conditional writes)."""
 

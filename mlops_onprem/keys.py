@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 
-from mlops_onprem.errors import InvalidKeyError
+from mlops_onprem.errors import ImmutableObjectError, InvalidKeyError
 
 _MAX_KEY_BYTES = 1024
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -61,6 +61,35 @@ def validate_key(key: str) -> str:
                 f"object key has an empty, '.' or '..' segment: {key!r}"
             )
     return key
+
+
+# append-only records: each is written once by a create-only pointer write (``write_pointer`` with
+# ``expected_token=None``), then never rewritten or deleted, whichever store method is asked to
+_APPEND_ONLY = (
+    (re.compile(r"^models/[^/]+/history/[^/]+$"), "registry history event"),
+    (re.compile(r"^ledger/[^/]+/events/[^/]+/[^/]+$"), "ledger event"),
+)
+
+
+def append_only_kind(key: str) -> str | None:
+    """What append-only record ``key`` is (``"registry history event"``, ``"ledger event"``), else None."""
+    for pattern, kind in _APPEND_ONLY:
+        if pattern.match(key):
+            return kind
+    return None
+
+
+def refuse_rewrite(key: str, operation: str) -> None:
+    """Raise :class:`ImmutableObjectError` when ``operation`` would change an append-only record.
+
+    Stores call this on every write path (put, copy target, delete, pointer update); the one way to
+    write such a key is the create-only pointer write, which fails if the key exists.
+    """
+    kind = append_only_kind(key)
+    if kind is not None:
+        raise ImmutableObjectError(
+            f"{operation} refused on {key}: it is a {kind}, written once (create-only) and never "
+            "rewritten or deleted")
 
 
 def validate_prefix(prefix: str) -> str:

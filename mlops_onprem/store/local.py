@@ -39,7 +39,7 @@ from mlops_onprem.errors import (
     PointerConflictError,
     StoreError,
 )
-from mlops_onprem.keys import validate_key, validate_prefix
+from mlops_onprem.keys import refuse_rewrite, validate_key, validate_prefix
 from mlops_onprem.store.base import (
     ObjectInfo,
     ObjectStore,
@@ -217,6 +217,7 @@ class LocalStore(ObjectStore):
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream",
                   metadata: dict[str, str] | None = None) -> ObjectInfo:
         validate_key(key)
+        refuse_rewrite(key, "put")
         tmp = self._tmp_path()
         _write_synced(tmp, data)
         with self._key_lock(key):
@@ -230,6 +231,7 @@ class LocalStore(ObjectStore):
     def put_file(self, key: str, path: Path, *, content_type: str = "application/octet-stream",
                  metadata: dict[str, str] | None = None) -> ObjectInfo:
         validate_key(key)
+        refuse_rewrite(key, "put")
         source = Path(path)
         if not source.is_file():
             raise StoreError(f"cannot upload {source} to {key!r}: not a file")
@@ -289,6 +291,7 @@ class LocalStore(ObjectStore):
 
     def delete(self, key: str) -> None:
         meta_path = self._meta_path(key)
+        refuse_rewrite(key, "delete")
         with self._key_lock(key):
             meta = self._read_meta_or_none(meta_path)
             meta_path.unlink(missing_ok=True)  # the object is gone from here on
@@ -310,6 +313,8 @@ class LocalStore(ObjectStore):
     def write_pointer(self, key: str, value: dict[str, Any], *, expected_token: str | None) -> Pointer:
         data = encode_pointer(value)
         validate_key(key)
+        if expected_token is not None:
+            refuse_rewrite(key, "pointer update")
         tmp = self._tmp_path()
         _write_synced(tmp, data)
         with self._key_lock(key):

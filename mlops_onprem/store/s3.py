@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlops_onprem.errors import IntegrityError, StoreError
-from mlops_onprem.keys import validate_key, validate_prefix
+from mlops_onprem.keys import refuse_rewrite, validate_key, validate_prefix
 from mlops_onprem.store.base import SHA256_META, ObjectInfo, sha256_bytes, sha256_file
 from mlops_onprem.store.s3_cas import WRITER_META, S3Pointers
 from mlops_onprem.store.s3_client import META_HEADER
@@ -47,6 +47,7 @@ class S3Store(S3Pointers):
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream",
                   metadata: dict[str, str] | None = None) -> ObjectInfo:
         validate_key(key)
+        refuse_rewrite(key, "put")
         self._ensure_bucket("writing", key)
         sha = sha256_bytes(data)
         user_meta = {**(metadata or {}), SHA256_META: sha}
@@ -80,6 +81,7 @@ class S3Store(S3Pointers):
     def put_file(self, key: str, path: Path, *, content_type: str = "application/octet-stream",
                  metadata: dict[str, str] | None = None) -> ObjectInfo:
         validate_key(key)
+        refuse_rewrite(key, "put")
         source = Path(path)
         if not source.is_file():
             raise StoreError(f"cannot upload {source} to {key!r}: not a file")
@@ -133,6 +135,7 @@ class S3Store(S3Pointers):
 
     def delete(self, key: str) -> None:
         validate_key(key)
+        refuse_rewrite(key, "delete")
         self._ensure_bucket("deleting", key)
         self._call("deleting", key, lambda: self._client.remove_object(self.bucket, key))
 
@@ -142,6 +145,7 @@ class S3Store(S3Pointers):
 
         validate_key(source_key)
         validate_key(target_key)
+        refuse_rewrite(target_key, "copy")
         self._ensure_bucket("copying", source_key)
         self._call("copying", source_key, lambda: self._client.copy_object(
             self.bucket, target_key, CopySource(self.bucket, source_key)))

@@ -24,7 +24,7 @@ from mlops_onprem.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from mlops_onprem.keys import validate_key
+from mlops_onprem.keys import refuse_rewrite, validate_key
 from mlops_onprem.store.base import Pointer, encode_pointer, sha256_bytes
 from mlops_onprem.store.s3_client import META_HEADER
 from mlops_onprem.store.s3_probe import S3ConformanceProbe
@@ -87,6 +87,8 @@ class S3Pointers(S3ConformanceProbe):
         conditional-write probe (:meth:`conditional_write_conformance`).
         """
         validate_key(key)
+        if expected_token is not None:
+            refuse_rewrite(key, "pointer update")
         self._ensure_bucket("writing pointer", key)
         self._require_conditional_writes()
         data = encode_pointer(value)
