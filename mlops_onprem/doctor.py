@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlops_onprem import keys
-from mlops_onprem.errors import MlopsError
+from mlops_onprem.errors import MlopsError, StoreUnavailableError
 from mlops_onprem.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class Check:
     status: Status
     detail: str
     conformance: ConformanceReport | None = None  # the conditional-write table, on that check
+    unreachable: bool = False  # the endpoint did not answer within a call budget
 
 
 def check_cpu() -> Check:
@@ -130,13 +131,19 @@ def check_store(settings: Settings, probe_mib: int) -> Check:
             started = time.perf_counter()
             store.get_file(key, Path(scratch) / "back.bin")
             get_s = time.perf_counter() - started
+        except StoreUnavailableError as exc:
+            # no clean-up delete: it would wait out another call budget on a hung endpoint
+            return Check("object store", Status.FAIL, str(exc), unreachable=True)
         except MlopsError as exc:
-            return Check("object store", Status.FAIL, str(exc))
-        finally:
-            try:
-                store.delete(key)
-            except MlopsError:
-                pass  # reported by the failure above if the store is down
+            store_failure = Check("object store", Status.FAIL, str(exc))
+        else:
+            store_failure = None
+        try:
+            store.delete(key)
+        except MlopsError:
+            pass  # reported by the failure above if the store is down
+        if store_failure is not None:
+            return store_failure
     mb = size / 1e6
     return Check("object store", Status.OK,
                  f"{store.location}: {probe_mib} MiB probe up {mb / put_s:.0f} MB/s, "
@@ -167,12 +174,18 @@ def check_conditional_writes(settings: Settings) -> Check:
 def run_checks(settings: Settings, *, probe_mib: int = 64,
                prefect_check: Callable[[], Check] = check_prefect_api) -> list[Check]:
     """Run every check; a check that crashes is reported as FAIL instead of stopping the others."""
+    results: list[Check] = []
+
+    def conditional_writes() -> Check:
+        if any(r.unreachable for r in results):  # one call budget per hung endpoint is enough
+            return Check("conditional writes", Status.FAIL,
+                         "not probed: the object store did not answer (see the object store check)")
+        return check_conditional_writes(settings)
+
     checks: list[Callable[[], Check]] = [
         check_cpu, check_memory, lambda: check_disk(settings.data_dir), check_python,
-        check_packages, prefect_check, lambda: check_store(settings, probe_mib),
-        lambda: check_conditional_writes(settings),
+        check_packages, prefect_check, lambda: check_store(settings, probe_mib), conditional_writes,
     ]
-    results = []
     for check in checks:
         try:
             results.append(check())
