@@ -20,7 +20,7 @@ export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 PHONY_VENVS := venv-test venv-bench
-.PHONY: venv $(PHONY_VENVS) demo test test-ui lint bench ui doctor lock clean
+.PHONY: venv $(PHONY_VENVS) demo test test-ui lint bench ui doctor lock bundle clean
 
 venv: $(STAMP)
 venv-test: $(STAMP_TEST)
@@ -75,6 +75,14 @@ ui: venv
 doctor: venv
 	$(VENV)/bin/mlops doctor
 
+# the air-gapped install (deployments/bundle/README.md): ONE archive,
+# dist/mlops-onprem-bundle-<version>.tar, with every wheel of requirements.lock (CPython 3.11,
+# manylinux x86_64, hashes checked), the project wheel, deployments/ and install.sh; installing
+# it needs no network. The first bundle on a machine downloads ~250 MB of wheels (kept in
+# ~/.cache/mlops-onprem/bundle-wheels, reused by hash).
+bundle: venv
+	$(PY) deployments/bundle/build_bundle.py --out dist --uv $(VENV)/bin/uv
+
 # re-pin every dependency (no download addresses are recorded)
 # one lock per group, with hashes; the runtime pins bind the other two (same versions everywhere)
 LOCK_FLAGS := --python-version 3.11 --generate-hashes --no-emit-index-url --custom-compile-command "make lock"
@@ -85,4 +93,4 @@ lock: venv
 	sed -i '/^    #   -c requirements.lock$$/d' requirements-test.lock requirements-bench.lock
 
 clean:
-	rm -rf $(VENV) .mlops-demo .prefect .pytest_cache bench/results/*.json
+	rm -rf $(VENV) .mlops-demo .prefect .pytest_cache bench/results/*.json build dist

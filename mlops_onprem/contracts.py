@@ -248,14 +248,25 @@ def load_contract(path: str | Path) -> Contract:
 
 
 def default_contracts_dir() -> Path:
-    """The repository's ``data_contracts/`` folder."""
-    return Path(__file__).resolve().parent.parent / "data_contracts"
+    """The data contracts shipped with the kit (the package's copy of the repository's
+    ``data_contracts/``, or that folder in a checkout: :mod:`mlops_onprem.shipped`)."""
+    from mlops_onprem.shipped import shipped_folder
+
+    return shipped_folder("data_contracts")
 
 
 def find_contract(dataset: str, contracts_dir: Path | None = None) -> Contract:
-    """Load ``<contracts_dir>/<dataset>.yaml``."""
-    directory = contracts_dir or default_contracts_dir()
-    return load_contract(directory / f"{dataset}.yaml")
+    """Load ``<dataset>.yaml`` from ``contracts_dir`` when given, else from the company's folder
+    (``MLOPS_CONTRACTS_DIR``) and then the shipped contracts (:mod:`mlops_onprem.shipped`)."""
+    from mlops_onprem.settings import get_settings
+    from mlops_onprem.shipped import locate, not_found, search_path
+
+    folders = search_path(contracts_dir, get_settings().contracts_dir, "data_contracts")
+    filename = f"{dataset}.yaml"
+    path = locate(filename, folders)
+    if path is None and len(folders) > 1:
+        raise ContractError(not_found("contract file", filename, folders, "MLOPS_CONTRACTS_DIR"))
+    return load_contract(path or folders[0] / filename)
 
 
 def dataset_contract(dataset: str, contract_path: str | Path | None = None) -> Contract:

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mlops_onprem.contracts import Task
 from mlops_onprem.errors import ModelError
+from mlops_onprem.settings import get_settings
+from mlops_onprem.shipped import locate, not_found, search_path, shipped_folder
 from mlops_onprem.threshold import ThresholdSpec, as_threshold_spec
 
 #: estimator kinds a spec may name; ``hist_gradient_boosting`` is known but refused at export
@@ -121,14 +123,17 @@ class ModelSpec(BaseModel):
 
 
 def default_specs_dir() -> Path:
-    """The repository's ``model_specs/`` folder."""
-    return Path(__file__).resolve().parent.parent / "model_specs"
+    """The model specs shipped with the kit (the package's copy of the repository's
+    ``model_specs/``, or that folder in a checkout: :mod:`mlops_onprem.shipped`)."""
+    return shipped_folder("model_specs")
 
 
 def load_model_spec(
     spec: str | Path, *, specs_dir: Path | None = None, **overrides: Any
 ) -> ModelSpec:
-    """Load a spec by name (``model_specs/<name>.yaml``) or by path, then apply overrides.
+    """Load a spec by path, or by name: ``<name>.yaml`` in ``specs_dir`` when given, else in the
+    company's folder (``MLOPS_MODEL_SPECS_DIR``) and then the shipped specs
+    (:mod:`mlops_onprem.shipped`); then apply overrides.
 
     ``overrides`` set top-level fields (``seed=7``, ``parity_tolerance=0``); ``None`` values
     are ignored so flow parameters can pass through unchanged.
@@ -136,7 +141,12 @@ def load_model_spec(
     """
     path = Path(spec)
     if path.suffix not in (".yaml", ".yml"):
-        path = (specs_dir or default_specs_dir()) / f"{spec}.yaml"
+        folders = search_path(specs_dir, get_settings().model_specs_dir, "model_specs")
+        filename = f"{spec}.yaml"
+        found = locate(filename, folders)
+        if found is None and len(folders) > 1:
+            raise ModelSpecError(not_found("model spec", filename, folders, "MLOPS_MODEL_SPECS_DIR"))
+        path = found or folders[0] / filename
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:

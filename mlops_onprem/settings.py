@@ -67,6 +67,18 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="At most one drift-triggered retrain per this window."
     )
 
+    # --- data contracts and model specs -----------------------------------------------------
+    contracts_dir: Path | None = Field(
+        default=None,
+        description="Folder of the company's data contracts (<dataset>.yaml), searched before "
+        "the ones shipped with the package; unset = the shipped ones only.",
+    )
+    model_specs_dir: Path | None = Field(
+        default=None,
+        description="Folder of the company's model specs (<name>.yaml), searched before the "
+        "ones shipped with the package; unset = the shipped ones only.",
+    )
+
     # --- training --------------------------------------------------------------------------
     training_concurrency_limit_name: str = Field(
         default="mlops-training",
@@ -86,6 +98,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("contracts_dir", "model_specs_dir", mode="before")
+    @classmethod
+    def _empty_folder_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("s3_endpoint")
     @classmethod
