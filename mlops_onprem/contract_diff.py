@@ -39,10 +39,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from mlops_onprem.contracts import ColumnSpec, Contract, ExtraExpectation, LabelSpec, SemVer
 from mlops_onprem.errors import ContractError
+from mlops_onprem.number_format import format_number
 
 
 class ChangeKind(StrEnum):
@@ -95,8 +97,7 @@ class VersionBumpError(ContractError):
 
 
 # --- the diff ----------------------------------------------------------------------------
-def _fmt(value: Any) -> str:
-    return "none" if value is None else f"{value:g}" if isinstance(value, float) else repr(value)
+_fmt = partial(format_number, digits=6, missing="none")  # a bound in a change's description
 
 
 def _lower_bound(column: str | None, what: str, old: float | None, new: float | None) -> list[Change]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_onprem import keys
 from mlops_onprem.errors import ObjectNotFoundError
+from mlops_onprem.jsonio import jsonable
 from mlops_onprem.monitoring.decision import ALL_SIGNALS
 from mlops_onprem.monitoring.trend import trend_entry
 from mlops_onprem.store.base import ObjectStore
@@ -52,7 +53,7 @@ def record_signals(store: ObjectStore, report: MonitoringReport, *, keep: int = 
                     "window_end": (report.window.get("data_dates") or [None])[-1],
                     "signals": list(report.decision.signals),
                     "decision": report.decision.status, **trend_entry(report)})
-    store.put_json(keys.monitoring_state_key(report.model_name), {"windows": history[-keep:]})
+    store.put_json(keys.monitoring_state_key(report.model_name), jsonable({"windows": history[-keep:]}))
 
 
 def note_outcome(store: ObjectStore, model_name: str, run_id: str, **outcome: Any) -> list[dict[str, Any]]:
@@ -62,6 +63,6 @@ def note_outcome(store: ObjectStore, model_name: str, run_id: str, **outcome: An
     for entry in history:
         if entry.get("run_id") == run_id:
             entry.update({k: v for k, v in outcome.items() if v is not None})
-            store.put_json(keys.monitoring_state_key(model_name), {"windows": history})
+            store.put_json(keys.monitoring_state_key(model_name), jsonable({"windows": history}))
             break
     return history

@@ -14,6 +14,7 @@ import pandas as pd
 from mlops_onprem import keys
 from mlops_onprem.clock import utc_now_iso
 from mlops_onprem.contracts import Contract, Task
+from mlops_onprem.jsonio import jsonable
 from mlops_onprem.model_card import code_version as current_code_version
 from mlops_onprem.model_card import package_versions, render_card_markdown
 from mlops_onprem.model_insights import holdout_figure
@@ -197,7 +198,7 @@ def register_candidate(
     card_md = render_card_markdown(card, figure_png=figure)
     put("card_md", CARD_MD, card_md.encode("utf-8"), "text/markdown")
     card["files"] = files
-    store.put_json(keys.model_card_key(name, version), card)  # commit marker: last
+    store.put_json(keys.model_card_key(name, version), jsonable(card))  # commit marker: last
     for key in candidate.staged.values():
         store.delete(key)
     store.delete(keys.model_staging_key(name, candidate.run_id, "candidate.json"))

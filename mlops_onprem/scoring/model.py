@@ -5,7 +5,6 @@ whose contract or ONNX metadata does not fit the dataset's contract.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ from mlops_onprem.contracts import Contract
 from mlops_onprem.onnx_io import FeatureMismatchError
 from mlops_onprem.registry import versions as registry  # storage rules only: no training code
 from mlops_onprem.scoring.session import cached_session, check_session_matches_contract
-from mlops_onprem.store.base import ObjectStore
+from mlops_onprem.store.base import ObjectStore, sha256_bytes
 from mlops_onprem.threshold import threshold_of
 
 
@@ -63,7 +62,7 @@ def resolve_scoring_model(
     model_bytes = registry.load_onnx_bytes(store, version)
     model = ModelRef(
         name=version.name, version=int(version.version), onnx_key=version.onnx_key,
-        sha256=hashlib.sha256(model_bytes).hexdigest(),
+        sha256=sha256_bytes(model_bytes),
         decision_threshold=threshold_of(version.card),
     )
     session = cached_session(model.sha256, lambda: model_bytes, name=f"{model.label} ({ref})")

@@ -8,7 +8,6 @@ are checked against the SHA-256 the caller resolved before a session is built.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable
 
@@ -17,6 +16,7 @@ import onnxruntime as ort
 from mlops_onprem.contracts import Contract
 from mlops_onprem.errors import ModelError, ModelIntegrityError
 from mlops_onprem.onnx_io import check_metadata_matches_contract, create_session, read_metadata
+from mlops_onprem.store.base import sha256_bytes
 
 _SESSIONS: dict[tuple[str, int, int], ort.InferenceSession] = {}
 _SESSIONS_LOCK = threading.Lock()
@@ -45,7 +45,7 @@ def cached_session(
             return session
         # Loading under the lock: two threads of one worker must not build two sessions.
         model_bytes = load_bytes()
-        actual = hashlib.sha256(model_bytes).hexdigest()
+        actual = sha256_bytes(model_bytes)
         if actual != model_sha256:
             raise ModelIntegrityError(
                 f"model {name or '<unnamed>'}: bytes hash to {actual}, expected {model_sha256}"

@@ -49,7 +49,6 @@ PROBA_PREFIX = "proba_"
 LINEAGE_COLUMNS = ("model_name", "model_version", "input_key")
 
 
-
 class CorruptPartitionError(NotParquetError):
     """An input partition cannot be read as Parquet (truncated, garbage, bad pages)."""
 
@@ -75,7 +74,6 @@ class PartitionResult:
     def to_record(self) -> dict[str, Any]:
         """A JSON-serialisable dict (what Prefect tasks pass around)."""
         return asdict(self)
-
 
 
 def output_schema(row_key_field: pa.Field, contract: Contract) -> pa.Schema:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from mlops_onprem import keys
 from mlops_onprem.contracts import Contract
+from mlops_onprem.jsonio import jsonable
 from mlops_onprem.model_spec import ModelSpec
 from mlops_onprem.onnx_export import export_onnx
 from mlops_onprem.onnx_io import metadata_for
@@ -148,5 +149,5 @@ def train_candidate(
         decision_threshold=trained.threshold.to_dict() if trained.threshold else None,
         feature_importance=trained.feature_importance,
     )
-    store.put_json(keys.model_staging_key(model_name, run_id, CANDIDATE_FILE), candidate.to_dict())
+    store.put_json(keys.model_staging_key(model_name, run_id, CANDIDATE_FILE), jsonable(candidate.to_dict()))
     return candidate
