@@ -15,13 +15,13 @@ store (``MLOPS_DATA_DIR``) it refuses unless ``--keep`` adds to it.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
 import time
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from prefect import flow, get_run_logger
 
 from flows.ingest import ingest_batch
@@ -139,14 +139,18 @@ def prepare_demo_store(keep: bool) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--keep", action="store_true",
-        help="keep the existing local store (default: start fresh)")
-    parser.add_argument("--rows", type=int, default=4000, help="rows per synthetic batch")
-    args = parser.parse_args(argv)
-    refused = prepare_demo_store(args.keep)
+def demo(
+    keep: Annotated[bool, typer.Option(
+        "--keep", help="keep the existing local store (default: start fresh)")] = False,
+    rows: Annotated[int, typer.Option(help="rows per synthetic batch")] = 4000,
+) -> int:
+    """The whole closed loop on embedded defaults: data, validation, training, scoring, monitoring,
+    drift, retrain, promotion gate and shadow challenger.
+
+    It runs against its own local-directory store, .mlops-demo/ (never the embedded default
+    .mlops-data/), emptied on every run; pointed at another store (MLOPS_DATA_DIR) it refuses
+    unless --keep adds to it. make ui shows every run afterwards."""
+    refused = prepare_demo_store(keep)
     if refused:
         print(f"error: {refused}", file=sys.stderr)
         return 2
@@ -155,9 +159,18 @@ def main(argv: list[str] | None = None) -> int:
 
     location = open_store(settings).location
     started = time.monotonic()
-    result = closed_loop_demo(rows_per_batch=args.rows)
+    result = closed_loop_demo(rows_per_batch=rows)
     print(render_summary(result, time.monotonic() - started, location))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flows.demo [--keep] [--rows N]`` (``make demo``), run like ``mlops``."""
+    from mlops_onprem.cli import add_command, new_app, run
+
+    app = new_app(__doc__.split("\n\n")[0], no_args_is_help=False)
+    add_command(app, "demo", demo)
+    return run(app, argv, prog_name="python -m flows.demo")
 
 
 if __name__ == "__main__":

@@ -33,11 +33,11 @@ COMMAND_MODULES = [
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
-def new_app(help_text: str, **options: object) -> typer.Typer:
+def new_app(help_text: str, no_args_is_help: bool = True) -> typer.Typer:
     """A typer (sub-)app with the settings every ``mlops`` group shares: ``-h`` as ``--help``, no
     shell-completion options (they need extra packages), help when a group is called bare."""
-    return typer.Typer(help=help_text, no_args_is_help=True, add_completion=False,
-                       context_settings=CONTEXT_SETTINGS, pretty_exceptions_enable=False, **options)
+    return typer.Typer(help=help_text, no_args_is_help=no_args_is_help, add_completion=False,
+                       context_settings=CONTEXT_SETTINGS, pretty_exceptions_enable=False)
 
 
 def add_command(app: typer.Typer, name: str, function: Callable[..., Any]) -> None:
@@ -73,7 +73,8 @@ def _usage_error(exc: typer.TyperException) -> int:
         return exc.exit_code
     ctx = getattr(exc, "ctx", None)
     hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-    print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+    message = exc.format_message().replace("Value error, ", "")  # typer validates through pydantic
+    print(f"error: {message}{hint}", file=sys.stderr)
     return exc.exit_code
 
 
@@ -81,9 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mlops``; returns the process exit code."""
     import mlops_onprem  # noqa: F401  (telemetry off before anything else loads)
 
+    return run(build_command(), argv, prog_name="mlops")
+
+
+def run(command: Any, argv: list[str] | None, prog_name: str) -> int:
+    """Run a typer app's click ``command`` on ``argv`` (default ``sys.argv[1:]``) in this process:
+    its return value as the exit code, usage errors and ``MlopsError`` as one ``error:`` line."""
+    if isinstance(command, typer.Typer):
+        command = typer.main.get_command(command)
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = build_command().main(args=args, prog_name="mlops", standalone_mode=False)
+        result = command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except typer.TyperException as exc:
         return _usage_error(exc)
     except typer.Abort:

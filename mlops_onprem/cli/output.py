@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -138,17 +139,19 @@ def step_progress(style: str, label: str) -> Iterator[None]:
         yield
         return
     if style == "lines":
-        counts: dict[str, list[int | None]] = {}  # stage -> [done, total]
+        counts: dict[str, tuple[int, int | None]] = {}  # stage -> (done, total)
+        lock = threading.Lock()  # steps finish on the task runner's threads
 
         def line(event: progress_events.ProgressEvent) -> None:
-            done_total = counts.setdefault(event.stage, [0, None])
-            if event.kind == "start":
-                counts[event.stage] = [0, event.total]
-                return
-            done_total[0] = (done_total[0] or 0) + event.steps
-            total = f"/{done_total[1]}" if done_total[1] is not None else ""
-            detail = f": {event.detail}" if event.detail else ""
-            print(f"{label}: {event.stage} {done_total[0]}{total}{detail}", file=sys.stderr, flush=True)
+            with lock:
+                done, total = counts.get(event.stage, (0, None))
+                if event.kind == "start":
+                    counts[event.stage] = (0, event.total)
+                    return
+                counts[event.stage] = (done := done + event.steps, total)
+                of = f"/{total}" if total is not None else ""
+                detail = f": {event.detail}" if event.detail else ""
+                print(f"{label}: {event.stage} {done}{of}{detail}", file=sys.stderr, flush=True)
 
         with progress_events.listening(line):
             yield
@@ -159,7 +162,8 @@ def step_progress(style: str, label: str) -> Iterator[None]:
 
     console = Console(file=sys.stderr, force_terminal=True)  # MLOPS_PROGRESS=bar: also off a TTY
     bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("{task.fields[detail]}"), console=console)
+                   TimeElapsedColumn(), TextColumn("{task.fields[detail]}"), console=console,
+                   redirect_stdout=False)  # stdout stays the command's output alone
     tasks: dict[str, Any] = {}
 
     def update(event: progress_events.ProgressEvent) -> None:

@@ -258,6 +258,17 @@ def test_python_m_flows_keeps_its_options_through_the_cli(module, option, monkey
     assert "--json" in out.getvalue()
 
 
+def test_python_m_flows_demo_runs_through_the_same_typer_runner():
+    from flows.demo import main as demo_main
+
+    out, err = StringIO(), StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        assert demo_main(["--help"]) == 0
+        assert demo_main(["--rows", "many"]) == 2
+    assert "--keep" in out.getvalue() and "--rows" in out.getvalue()
+    assert err.getvalue().startswith("error: ") and "--rows" in err.getvalue()
+
+
 def test_doctor_json_lists_every_check_and_its_verdict(store):
     ran = mlops("doctor", "--probe-mib", "1", "--json")
     report = json.loads(ran.out)
