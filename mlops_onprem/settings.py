@@ -70,13 +70,13 @@ class Settings(BaseSettings):
     # --- data contracts and model specs -----------------------------------------------------
     contracts_dir: Path | None = Field(
         default=None,
-        description="Folder of the company's data contracts (<dataset>.yaml), searched before "
-        "the ones shipped with the package; unset = the shipped ones only.",
+        description="Folder of the company's own data contracts (DATASET.yaml), looked up "
+        "before the ones shipped with the package; unset = only the shipped ones.",
     )
     model_specs_dir: Path | None = Field(
         default=None,
-        description="Folder of the company's model specs (<name>.yaml), searched before the "
-        "ones shipped with the package; unset = the shipped ones only.",
+        description="Folder of the company's own model specs (NAME.yaml), looked up before "
+        "the ones shipped with the package; unset = only the shipped ones.",
     )
 
     # --- training --------------------------------------------------------------------------
