@@ -12,19 +12,30 @@ Pipeline::
         -> send-retrain-alert
     -> publish-monitoring-trend (always: this run's row of the keyed trend artifact)
 
+``retrain_mode="event"`` (the Prefect-native alternative): the run makes the same checks and
+takes the same claim, then emits ``mlops.drift.detected`` labelled ``mlops.retrain: requested``
+with the claim and the training parameters; the deployment trigger of ``train-model/onprem``
+(prefect.yaml) starts the training, which adopts the claim, trains and finishes it. The
+monitoring run does not wait for it. In the default ``"in-flow"`` mode the event is labelled
+``in-flow`` and the trigger ignores it: one drift never trains twice.
+
 The retrained model still has to pass the promotion gate: the training flow decides.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
+from prefect.utilities.callables import get_parameter_defaults
 
 from flows.train import train_model
 from mlops_onprem.monitoring import MonitoringPolicy
 from tasks.deployments import run_child_deployment
 from tasks.monitoring import (
+    RETRAIN_IN_FLOW,
+    RETRAIN_NONE,
+    RETRAIN_REQUESTED,
     check_new_training_data,
     claim_retrain_slot,
     compute_drift_report,
@@ -51,6 +62,7 @@ def monitor_model(
     retrain: bool = True,
     training_deployment: str | None = None,
     policy: MonitoringPolicy | None = None,
+    retrain_mode: Literal["in-flow", "event"] = "in-flow",
 ) -> dict[str, Any]:
     """Monitor ``model_name``'s champion over the batches it scored in the window; on drift
     emit an event, alert and (with ``retrain``) retrain.
@@ -65,7 +77,9 @@ def monitor_model(
     it the training flow runs embedded as a subflow. ``policy`` (a
     :class:`~mlops_onprem.monitoring.MonitoringPolicy`: drifted share, quality drop and the
     per-method drift thresholds) overrides the documented defaults; in a deployment it is a
-    JSON parameter (the Prefect UI shows it as a form). Returns the monitoring record plus
+    JSON parameter (the Prefect UI shows it as a form). ``retrain_mode`` "event" hands the
+    claimed retrain to the automation on ``mlops.drift.detected`` instead (module docstring;
+    ``training_deployment`` is then unused). Returns the monitoring record plus
     ``event_id``, ``alert`` and ``retrain``. Raises the child's failure (ChildRunFailedError
     with its message) or the embedded training error, after recording it on the retrain
     pointer and alerting.
@@ -81,7 +95,7 @@ def monitor_model(
                               "retrain": {"status": "not_needed"}}
     try:
         _respond_to_drift(result, record, challenger, model_name, dataset, retrain,
-                          training_deployment)
+                          training_deployment, retrain_mode)
     finally:  # the trend records what this run did, a failed retrain included
         publish_monitoring_trend(model_name, record["run_id"], result["retrain"], challenger,
                                  record.get("markdown_key"))
@@ -90,36 +104,20 @@ def monitor_model(
 
 def _respond_to_drift(result: dict[str, Any], record: dict[str, Any],
                       challenger: dict[str, Any] | None, model_name: str, dataset: str,
-                      retrain: bool, training_deployment: str | None) -> None:
+                      retrain: bool, training_deployment: str | None,
+                      retrain_mode: str = "in-flow") -> None:
     """On drift: event, alert and (when asked and useful) one retrain; fills ``result``."""
     if not record["drift"]:
         return
-    result["event_id"] = emit_drift_event(record)
+    if retrain_mode == "event":
+        _request_retrain(result, record, challenger, model_name, dataset, retrain)
+        return
+    result["event_id"] = emit_drift_event(record, RETRAIN_IN_FLOW)
     result["alert"] = send_drift_alert(record)
-    if not record["retrain"]:
-        result["retrain"] = {"status": "not_requested",
-                             "reason": "no alarm in the policy's retrain_on"}
+    gate = _retrain_gate(result, record, challenger, model_name, dataset, retrain)
+    if gate is None:
         return
-    if not retrain:
-        result["retrain"] = {"status": "disabled"}
-        return
-    if challenger and challenger["status"] == "promoted":
-        result["retrain"] = {"status": "skipped", "reason": (
-            f"shadow challenger v{challenger['challenger_version']} was promoted in this run; "
-            "the next window monitors it")}
-        return
-    # retrain exactly as the champion was made: the spec recorded in its card (an edited YAML
-    # changes nothing), its contract path, margin and window
-    training = retrain_parameters(model_name, record["model_version"], dataset)
-    fresh = check_new_training_data(model_name, dataset, record["model_version"])
-    if fresh["new_versions"] == 0:
-        result["retrain"] = {"status": "skipped", "reason": fresh["reason"]}
-        return
-    claim = claim_retrain_slot(record)
-    if not claim["granted"]:
-        result["retrain"] = {"status": "skipped", "reason": claim["reason"],
-                             "idempotency_key": claim["idempotency_key"]}
-        return
+    claim, training = gate
     try:
         if training_deployment:
             child = run_child_deployment(training_deployment, training,
@@ -142,6 +140,66 @@ def _respond_to_drift(result: dict[str, Any], record: dict[str, Any],
     send_retrain_alert(model_name, outcome)
     result["retrain"] = {"status": "triggered", "mode": "deployment" if training_deployment
                          else "embedded", "idempotency_key": claim["idempotency_key"], **outcome}
+
+
+def _request_retrain(result: dict[str, Any], record: dict[str, Any],
+                     challenger: dict[str, Any] | None, model_name: str, dataset: str,
+                     retrain: bool) -> None:
+    """Event mode: the same checks and claim, then the drift event carries a granted claim to
+    the automation (label ``requested``); without one it is labelled ``none``. The event and
+    the alert go out whatever the checks did (a failing check still raises afterwards)."""
+    gate = None
+    try:
+        gate = _retrain_gate(result, record, challenger, model_name, dataset, retrain)
+    finally:
+        request = None
+        if gate is not None:
+            claim, training = gate
+            # every train-model parameter the trigger maps, so none renders as undefined
+            defaults = {k: v for k, v in get_parameter_defaults(train_model.fn).items()
+                        if k != "retrain_claim"}
+            request = {"claim": claim, "parameters": {**defaults, **training}}
+        result["event_id"] = emit_drift_event(
+            record, RETRAIN_REQUESTED if request else RETRAIN_NONE, request)
+        result["alert"] = send_drift_alert(record)
+    if gate is not None:
+        result["retrain"] = {"status": "requested", "mode": "event",
+                             "reason": "claimed; the automation on mlops.drift.detected starts "
+                                       "the training run",
+                             "idempotency_key": gate[0]["idempotency_key"],
+                             "claim_id": gate[0]["claim_id"], "event_id": result["event_id"]}
+
+
+def _retrain_gate(result: dict[str, Any], record: dict[str, Any],
+                  challenger: dict[str, Any] | None, model_name: str,
+                  dataset: str, retrain: bool) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Whether this drift may retrain now: ``(granted claim, training parameters)``, or None
+    with the reason in ``result["retrain"]``."""
+    if not record["retrain"]:
+        result["retrain"] = {"status": "not_requested",
+                             "reason": "no alarm in the policy's retrain_on"}
+        return None
+    if not retrain:
+        result["retrain"] = {"status": "disabled"}
+        return None
+    if challenger and challenger["status"] == "promoted":
+        result["retrain"] = {"status": "skipped", "reason": (
+            f"shadow challenger v{challenger['challenger_version']} was promoted in this run; "
+            "the next window monitors it")}
+        return None
+    # retrain exactly as the champion was made: the spec recorded in its card (an edited YAML
+    # changes nothing), its contract path, margin and window
+    training = retrain_parameters(model_name, record["model_version"], dataset)
+    fresh = check_new_training_data(model_name, dataset, record["model_version"])
+    if fresh["new_versions"] == 0:
+        result["retrain"] = {"status": "skipped", "reason": fresh["reason"]}
+        return None
+    claim = claim_retrain_slot(record)
+    if not claim["granted"]:
+        result["retrain"] = {"status": "skipped", "reason": claim["reason"],
+                             "idempotency_key": claim["idempotency_key"]}
+        return None
+    return claim, training
 
 
 if __name__ == "__main__":  # the same options as `mlops monitor` (mlops_onprem/cli/)

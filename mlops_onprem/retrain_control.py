@@ -15,6 +15,10 @@ last completed retrain was triggered by; a quality drop or drift on other featur
 again). The idempotency key hashes the model, the champion version and the cooldown window, so
 retries of one trigger collapse.
 :func:`finish_retrain` records the outcome and frees the pointer.
+
+Event-driven retraining splits claim and training across two runs: the monitoring run claims,
+the training run the automation starts adopts the claim (:func:`adopt_retrain`: at most one
+run per claim) and finishes it.
 """
 
 from __future__ import annotations
@@ -170,6 +174,50 @@ def claim_retrain(
     except PointerConflictError:
         return refuse("another monitoring run claimed the retrain first")
     return RetrainClaim(True, "claimed", model_name, idem, claim_id, key)
+
+
+def adopt_retrain(store: ObjectStore, claim: RetrainClaim, run_id: str, *,
+                  now: datetime | None = None) -> RetrainClaim:
+    """Bind a granted claim to the one training run that answers it; never raises on a refusal.
+
+    Event-driven retraining (``monitor-model`` with ``retrain_mode="event"``): the monitoring run
+    claims the slot and emits ``mlops.drift.detected`` carrying the claim; the automation starts
+    ``train-model`` with it, and that run adopts the claim with a compare-and-swap write of its
+    ``run_id`` before training. Granted when the pointer still holds this claim, running and
+    adopted by nobody (or by ``run_id`` itself: a retry of the same run). Refused when the claim
+    was finished, taken over as stale, or already adopted by another run: a duplicate event, or
+    a second automation firing, starts no second training. Returns the claim with ``granted``
+    and ``reason`` saying which.
+    """
+    def answer(granted: bool, reason: str) -> RetrainClaim:
+        return RetrainClaim(granted, reason, claim.model_name, claim.idempotency_key,
+                            claim.claim_id, claim.pointer_key)
+
+    if not claim.granted or claim.claim_id is None:
+        return answer(False, f"claim {claim.idempotency_key} was not granted")
+    for _ in range(_FINISH_ATTEMPTS):
+        pointer = store.read_pointer(claim.pointer_key)
+        value = pointer.value if pointer is not None else {}
+        if value.get("claim_id") != claim.claim_id:
+            return answer(False, f"retrain pointer {claim.pointer_key} no longer holds claim "
+                                 f"{claim.claim_id} (it was finished or taken over)")
+        if value.get("state") != STATE_RUNNING:
+            return answer(False, f"claim {claim.claim_id} was already finished at "
+                                 f"{value.get('finished_at')}")
+        adopted_by = value.get("adopted_by")
+        if adopted_by == run_id:
+            return answer(True, "adopted (by this run, earlier)")
+        if adopted_by:
+            return answer(False, f"claim {claim.claim_id} is already being answered by run "
+                                 f"{adopted_by} (since {value.get('adopted_at')})")
+        adopted = dict(value, adopted_by=run_id, adopted_at=_iso(now or datetime.now(UTC)))
+        try:
+            store.write_pointer(claim.pointer_key, adopted, expected_token=pointer.token)
+        except PointerConflictError:
+            continue  # moved meanwhile: read again and decide on what it holds now
+        return answer(True, "adopted")
+    return answer(False, f"retrain pointer {claim.pointer_key}: gave up after "
+                         f"{_FINISH_ATTEMPTS} conflicting writes")
 
 
 def finish_retrain(

@@ -32,6 +32,7 @@ from mlops_onprem.monitoring import (
 from mlops_onprem.monitoring.trend import trend_markdown
 from mlops_onprem.retrain_control import (
     RetrainClaim,
+    adopt_retrain,
     claim_retrain,
     close_episode,
     finish_retrain,
@@ -136,18 +137,36 @@ def compute_drift_report(
     }
 
 
+# the ``mlops.retrain`` label of a drift event: only "requested" starts train-model (the
+# deployment trigger in prefect.yaml matches it), so in-flow and event retraining never both fire
+RETRAIN_REQUESTED, RETRAIN_IN_FLOW, RETRAIN_NONE = "requested", "in-flow", "none"
+
+
 @task(name="emit-drift-event", cache_policy=NONE)
-def emit_drift_event(record: dict[str, Any]) -> str | None:
-    """Emit ``mlops.drift.detected`` (for Prefect automations) carrying the summary."""
+def emit_drift_event(record: dict[str, Any], retrain: str = RETRAIN_IN_FLOW,
+                     request: dict[str, Any] | None = None) -> str | None:
+    """Emit ``mlops.drift.detected`` (for Prefect automations) carrying the summary.
+
+    ``retrain`` labels who retrains: ``requested`` (a granted claim travels in the payload as
+    ``retrain: {claim, parameters}``, for the automation that starts ``train-model``),
+    ``in-flow`` (the monitoring run retrains itself) or ``none``. The resource also carries
+    ``mlops.retrain.claim`` (the claim id, or ``none``): the automation fires once per claim.
+    """
+    claim_id = ((request or {}).get("claim") or {}).get("claim_id")
+    payload = {k: record[k] for k in (
+        "model_name", "model_version", "run_id", "decision", "rules_fired", "summary",
+        "report_key", "drifted_features", "drifted_share", "prediction_drift", "rows")}
+    if request is not None:
+        payload["retrain"] = request
     event = emit_event(
         event=DRIFT_EVENT,
         resource={
             "prefect.resource.id": f"mlops.model.{record['model_name']}",
             "prefect.resource.name": record["model_name"],
+            "mlops.retrain": retrain,
+            "mlops.retrain.claim": claim_id or "none",
         },
-        payload={k: record[k] for k in (
-            "model_name", "model_version", "run_id", "decision", "rules_fired", "summary",
-            "report_key", "drifted_features", "drifted_share", "prediction_drift", "rows")},
+        payload=payload,
     )
     return str(event.id) if event is not None else None
 
@@ -274,6 +293,15 @@ def retrain_parameters(model_name: str, champion_version: int | None,
 def finish_retrain_slot(claim: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
     """Record the retrain outcome on the debounce pointer and free it."""
     return finish_retrain(open_store(), RetrainClaim(**claim), outcome)
+
+
+@task(name="adopt-retrain", cache_policy=NONE)
+def adopt_retrain_slot(claim: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Bind the claim a drift event carried to this training run (at most one run per claim)."""
+    adopted = adopt_retrain(open_store(), RetrainClaim(**claim), run_id)
+    get_run_logger().info("retrain claim %s %s: %s", claim.get("claim_id"),
+                          "adopted" if adopted.granted else "refused", adopted.reason)
+    return adopted.to_dict()
 
 
 @task(name="send-retrain-alert", cache_policy=NONE)

@@ -2,6 +2,12 @@
 the repository's prefect.yaml deployed with `prefect deploy`, flows reading and writing the
 moto S3 server (auth and IAM policies on) as the least-privilege ``mlops-worker`` user.
 
+The server runs with basic auth on (``PREFECT_SERVER_API_AUTH_STRING``, a fresh secret per
+session); the CLI, the workers and this test process authenticate with
+``PREFECT_API_AUTH_STRING``, as deployments/systemd configures them. Every flow run sends
+heartbeats every 30 s (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``) and the automations of
+deployments/automations/ are applied with `prefect automation create --from-file`.
+
 Everything listens on 127.0.0.1 and is started once per test session; every process is
 stopped by its own process group id, PostgreSQL with ``pg_ctl stop``.
 
@@ -11,10 +17,12 @@ created and started as the ``postgres`` system user (in a temporary directory it
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -43,6 +51,10 @@ PG_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"),)
 WORK_POOL = "mlops-process"
 ROLES = ("ingest", "training", "scoring", "monitoring")
 SERVER_START_TIMEOUT_S = 180.0
+# Prefect's minimum; the zombie automation expects a heartbeat within three of these
+HEARTBEAT_SECONDS = 30
+AUTOMATION_FILES = tuple(sorted((Path(__file__).resolve().parents[2] / "deployments"
+                                 / "automations").glob("*.yaml")))
 
 
 # --- small process helpers ----------------------------------------------------------------
@@ -170,6 +182,7 @@ def postgres() -> Iterator[Postgres]:
 class PrefectServer:
     port: int
     home: Path
+    auth_string: str = ""  # "user:password" of the server's basic auth
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
@@ -182,9 +195,39 @@ class PrefectServer:
         return f"http://127.0.0.1:{self.port}"
 
     def client_env(self) -> dict[str, str]:
-        """Environment of a CLI/worker talking to this server."""
+        """Environment of a CLI/worker talking to this server (authenticated)."""
         return {**base_env(), "PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.api_url,
+                "PREFECT_API_AUTH_STRING": self.auth_string,
+                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+    def client_settings(self) -> dict:
+        """The same, as ``temporary_settings`` updates for this test process's client (flows it
+        runs in-process send heartbeats like the workers' runs: the zombie automation is on)."""
+        from prefect.settings import (
+            PREFECT_API_AUTH_STRING,
+            PREFECT_API_URL,
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        )
+
+        return {PREFECT_API_URL: self.api_url, PREFECT_API_AUTH_STRING: self.auth_string,
+                PREFECT_FLOWS_HEARTBEAT_FREQUENCY: HEARTBEAT_SECONDS}
+
+    def request(self, method: str, path: str, body: object = None, *,
+                authenticated: bool = True) -> tuple[int, object]:
+        """One raw API call (``path`` below /api): its status and decoded JSON body."""
+        headers = {"Content-Type": "application/json"}
+        if authenticated:
+            token = base64.b64encode(self.auth_string.encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.api_url}{path}", data=data, method=method,
+                                         headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
 
 
 @pytest.fixture(scope="session")
@@ -194,7 +237,8 @@ def prefect_server(postgres: Postgres, tmp_path_factory) -> Iterator[PrefectServ
 
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
-    server = PrefectServer(port=port, home=home)
+    server = PrefectServer(port=port, home=home,
+                           auth_string=f"mlops-e2e:{secrets.token_urlsafe(24)}")
     env = {
         **base_env(),
         "PREFECT_HOME": str(home),
@@ -204,6 +248,7 @@ def prefect_server(postgres: Postgres, tmp_path_factory) -> Iterator[PrefectServ
         "PREFECT_UI_API_URL": server.api_url,
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_API_AUTH_STRING": server.auth_string,  # basic auth on, as in production
         # the cron schedules of prefect.yaml must not start runs in the middle of a test
         "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
     }
@@ -224,9 +269,9 @@ def prefect_server(postgres: Postgres, tmp_path_factory) -> Iterator[PrefectServ
 @pytest.fixture
 def prefect_client_settings(prefect_server: PrefectServer) -> Iterator[None]:
     """Point this test process's Prefect client (run_deployment, get_client) at the server."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+    with temporary_settings(updates=prefect_server.client_settings()):
         yield
 
 
@@ -336,6 +381,9 @@ def deployed(prefect_server: PrefectServer, tmp_path_factory) -> Deployed:
         prefect_file = REPO / "prefect.yaml"
     run_cli([str(VENV_BIN / "prefect"), "--no-prompt", "deploy", "--all",
              "--prefect-file", str(prefect_file)], env, timeout_s=600)
+    for automation in AUTOMATION_FILES:  # as deployments/README.md tells an operator
+        run_cli([str(VENV_BIN / "prefect"), "automation", "create", "--from-file",
+                 str(automation)], env)
     names = tuple(f"{_flow_name_of(d['entrypoint'])}/{d['name']}" for d in present)
     return Deployed(names=names, missing_entrypoints=missing, prefect_file=prefect_file)
 
@@ -390,14 +438,11 @@ def worker(prefect_server: PrefectServer, deployed: Deployed, e2e_store: E2EStor
 def _wait_for_worker_online(server: PrefectServer, name: str, proc: subprocess.Popen,
                             log: Path) -> None:
     deadline = time.monotonic() + 120
-    url = f"{server.api_url}/work_pools/{WORK_POOL}/workers/filter"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"worker exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
-        request = urllib.request.Request(url, data=b"{}", method="POST",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=5) as response:
-            workers = json.loads(response.read())
+        status, workers = server.request("POST", f"/work_pools/{WORK_POOL}/workers/filter", {})
+        assert status == 200, (status, workers)
         if any(w["name"] == name and w.get("status") == "ONLINE" for w in workers):
             return
         time.sleep(0.5)
@@ -455,7 +500,7 @@ def pipeline_run(worker, deployed, e2e_store, prefect_server) -> PipelineRun:
     """One run of run-pipeline/onprem over two good batches, one broken batch and one
     unlabelled inbox batch (the run that later tests build on: it registers the champion)."""
     from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
     from mlops_onprem.store.s3 import S3Store
 
@@ -467,8 +512,106 @@ def pipeline_run(worker, deployed, e2e_store, prefect_server) -> PipelineRun:
     inbox = keys.scoring_inbox_key(DATASET, f"p-{tag}-inbox")
     put_dataframe(store, inbox, generate_batch(SPEC, 300, seed=30, with_label=False,
                                                start_row=fresh_start_row()))
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+    with temporary_settings(updates=prefect_server.client_settings()):
         run = run_deployment("run-pipeline/onprem", parameters={"fail_on_rejected": False},
                              timeout=RUN_TIMEOUT_S, poll_interval=2)
     return PipelineRun(flow_run_id=run.id, state=run.state.type.value,
                        message=run.state.message, good=good, broken=broken, inbox=inbox)
+
+
+# --- a zombie flow run ------------------------------------------------------------------------
+ZOMBIE_QUEUE = "e2e-zombie"  # served only by the worker the zombie scenario kills
+HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
+
+
+@dataclass(frozen=True)
+class ZombieRun:
+    """A flow run whose worker and process were SIGKILLed after its first heartbeat."""
+
+    flow_run_id: UUID
+    killed_at: float  # time.monotonic() of the kill
+    killed_pids: tuple[int, ...]  # the flow run's process(es)
+    heartbeats: int  # heartbeat events the server had received for it before the kill
+    worker_log: Path
+
+
+def flow_run_events(server: PrefectServer, flow_run_id: UUID, names: list[str]) -> list[dict]:
+    """Events the server stored about one flow run (``names``: event names)."""
+    status, body = server.request("POST", "/events/filter", {"filter": {
+        "event": {"name": names}, "resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+    }, "limit": 50})
+    assert status == 200, (status, body)
+    return body["events"]
+
+
+def _flow_run_pids(flow_run_id: UUID) -> tuple[int, ...]:
+    """Processes whose environment names ``flow_run_id`` (the run's process; never a worker)."""
+    marker = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return tuple(found)
+
+
+@pytest.fixture(scope="session")
+def zombie_run(prefect_server: PrefectServer, deployed: Deployed) -> Iterator[ZombieRun]:
+    """A deployment of tests/e2e/sleeper_flow.py on its own queue and worker; one run of it is
+    killed together with that worker after its first heartbeat reached the server (SIGKILL, as
+    a host crash or an OOM kill of the worker's cgroup does): nobody is left to report the run,
+    which stays Running until the zombie automation (deployments/automations/) crashes it.
+    The session's workers are not touched. Requested early (test_auth_e2e.py) so that the
+    automation's wait overlaps the other tests; test_zombie_runs_e2e.py checks the outcome."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import temporary_settings
+
+    env = {**prefect_server.client_env(), "MLOPS_REPO_DIR": str(REPO),
+           "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    log = prefect_server.home / "worker-zombie.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "prefect"), "worker", "start", "--pool", WORK_POOL, "--type",
+             "process", "--work-queue", ZOMBIE_QUEUE, "--name", "e2e-zombie"],
+            cwd=prefect_server.home, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        with temporary_settings(updates=prefect_server.client_settings()), \
+                get_client(sync_client=True) as client:
+            deployment_id = client.create_deployment(
+                client.create_flow_from_name("e2e-sleeper"), "zombie",
+                entrypoint="tests/e2e/sleeper_flow.py:sleeper", work_pool_name=WORK_POOL,
+                work_queue_name=ZOMBIE_QUEUE, parameter_openapi_schema={},
+                pull_steps=[{"prefect.deployments.steps.set_working_directory": {
+                    "directory": "{{ $MLOPS_REPO_DIR }}"}}],
+            )
+            _wait_for_worker_online(prefect_server, "e2e-zombie", proc, log)
+            run = client.create_flow_run_from_deployment(deployment_id)
+            deadline = time.monotonic() + 180
+            heartbeats: list[dict] = []
+            while not heartbeats:
+                state = client.read_flow_run(run.id).state
+                assert time.monotonic() < deadline and not (state and state.is_final()), (
+                    f"no heartbeat from {run.id} ({state}):\n{log.read_text(errors='replace')[-3000:]}")
+                time.sleep(1)
+                heartbeats = flow_run_events(prefect_server, run.id, [HEARTBEAT_EVENT])
+            pids = _flow_run_pids(run.id)
+            assert pids and proc.pid not in pids, (pids, proc.pid)
+        os.killpg(proc.pid, signal.SIGKILL)  # the worker first: it must not report the run
+        proc.wait(timeout=30)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # it was in the worker's process group
+        killed_at = time.monotonic()
+        yield ZombieRun(flow_run_id=run.id, killed_at=killed_at, killed_pids=pids,
+                        heartbeats=len(heartbeats), worker_log=log)
+    finally:
+        stop_process_group(proc)
