@@ -8,6 +8,7 @@ fresh venv (the bundle's) for the slow test, which runs the ingest + training pi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import resource
@@ -29,6 +30,7 @@ from mlops_onprem.settings import Settings, get_settings
 from tests.fixtures.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+BUNDLE = ROOT / "deployments" / "bundle"
 SHIPPED = ("data_contracts", "model_specs")
 #: step -> (wall, CPU) seconds, printed by the slow test (pytest -s shows it)
 TIMINGS: dict[str, tuple[float, float]] = {}
@@ -120,6 +122,28 @@ def test_an_installed_package_reads_its_packaged_copy_a_checkout_its_top_level_f
 
 # --- the air-gapped bundle, installed and used outside the checkout -------------------------------
 
+def load_bundle_builder():
+    spec = importlib.util.spec_from_file_location("mlops_build_bundle", BUNDLE / "build_bundle.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bundle_takes_every_pin_of_the_runtime_lock_and_installs_with_no_index():
+    pins = load_bundle_builder().read_lock(ROOT / "requirements.lock")
+    lines = (ROOT / "requirements.lock").read_text().splitlines()
+    assert len(pins) == sum(1 for line in lines if line and not line.startswith((" ", "#"))) > 50
+    assert all(pin.hashes and "==" not in pin.version for pin in pins)
+    # both branches of install.sh (pip, uv): never an index, always the lock's hashes
+    commands = (BUNDLE / "install.sh").read_text().replace("\\\n", " ").splitlines()
+    installs = [line for line in commands if " install " in line and not line.startswith("#")]
+    assert len(installs) == 4
+    assert all("--no-index" in line and "--no-deps" in line for line in installs)
+    assert sum("--require-hashes" in line for line in installs) == 2
+
+
+
 LAND_AND_CHECK = """
 import json, os, sys
 import mlops_onprem  # applies the kit's process defaults (mlops_onprem/offline.py)
@@ -177,7 +201,7 @@ def run(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float, step
 def test_the_bundle_installs_offline_and_trains_outside_the_checkout(project_wheel, tmp_path):
     # make bundle, with the session's wheel (the runtime wheels come from the wheel cache, or
     # the package registry the first time on a machine)
-    run([sys.executable, str(ROOT / "deployments/bundle/build_bundle.py"), "--out",
+    run([sys.executable, str(BUNDLE / "build_bundle.py"), "--out",
          str(tmp_path / "dist"), "--project-wheel", str(project_wheel), "--uv", uv_binary()],
         cwd=ROOT, env=dict(os.environ), timeout=900, step="bundle build")
     (archive,) = (tmp_path / "dist").glob("mlops-onprem-bundle-*.tar")
