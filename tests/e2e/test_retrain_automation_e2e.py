@@ -1,8 +1,7 @@
 """Event-driven retraining on the real server: a monitoring run in ``retrain_mode: event``
 claims the retrain and emits ``mlops.drift.detected``; the deployment trigger of
 train-model/onprem (prefect.yaml) starts exactly one training run, which adopts the claim,
-trains and records the outcome. A duplicate of the event and a second monitoring run (in the
-default in-flow mode, inside the cooldown) train nothing.
+trains and records the outcome. A duplicate of the event trains nothing.
 
 Runs after test_deployments_e2e.py, whose in-flow retrain holds the cooldown: this test first
 moves that claim an hour back and closes its drift episode, as time and a clean monitoring
@@ -140,16 +139,19 @@ def test_one_drift_event_starts_exactly_one_training_run(
     assert answered["state"] == "idle" and answered["adopted_by"] == str(training.id), answered
     assert answered["outcome"]["flow_run_id"] == str(training.id), answered
 
-    # a duplicate of the event (a redelivery) and a second drift inside the cooldown, handled
-    # in-flow as prefect.yaml deploys monitoring: neither trains again
+    # a duplicate of the event (a redelivery, or the same event posted again) trains nothing:
+    # the trigger fires once per claim. (A second drift inside the cooldown claims nothing, so
+    # its event is labelled "none", and in-flow runs label theirs "in-flow": the in-flow test
+    # of test_deployments_e2e.py sees exactly one training run with this trigger deployed.)
     duplicate = {**events[0], "id": str(uuid.uuid4()),
                  "occurred": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
     duplicate.pop("received", None)
     assert prefect_server.request("POST", "/events", [duplicate])[0] == 204
-    again = run_deployment("monitor-model/onprem", parameters={"window_batches": 1},
-                           timeout=RUN_TIMEOUT_S, poll_interval=1)
-    assert again.state.is_completed(), f"{again.state}\n{worker.tail()}"
-    assert len(_drift_events(prefect_server, claim["claim_id"])) == 2  # the duplicate arrived
+    deadline = time.monotonic() + 60
+    while len(_drift_events(prefect_server, claim["claim_id"])) < 2:  # stored: triggers saw it
+        assert time.monotonic() < deadline, "the duplicate event was not stored"
+        time.sleep(1)
+    time.sleep(10)  # the original fired within ~2 s of its event (worker logs)
     later = [run_id for run_id in _training_runs() if run_id not in before]
-    assert later == [training.id], "a duplicate event or a second drift trained again"
+    assert later == [training.id], "a duplicate event trained again"
     assert read_retrain_state(admin_store, MODEL)["claim_id"] == claim["claim_id"]
