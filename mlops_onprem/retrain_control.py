@@ -26,10 +26,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from mlops_onprem import keys
+from mlops_onprem.clock import iso_utc, parse_utc, utc_now
 from mlops_onprem.errors import MonitoringError, PointerConflictError
 from mlops_onprem.store.base import ObjectStore
 
@@ -47,16 +48,6 @@ def retrain_pointer_key(model_name: str) -> str:
     return keys.retrain_pointer_key(model_name)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _parse(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
 def idempotency_key(model_name: str, champion_version: int | None, now: datetime,
                     cooldown_minutes: float) -> str:
     """Hash of model, champion version and cooldown window (``now`` floored to it)."""
@@ -64,7 +55,7 @@ def idempotency_key(model_name: str, champion_version: int | None, now: datetime
         window = int(now.timestamp() // (cooldown_minutes * 60))
         window_text = f"window-{window}-of-{cooldown_minutes:g}min"
     else:
-        window_text = "no-cooldown-" + _iso(now)  # no window: every moment is its own trigger
+        window_text = "no-cooldown-" + iso_utc(now)  # no window: every moment is its own trigger
     text = f"{model_name}\n{champion_version}\n{window_text}"
     return "retrain-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
@@ -131,7 +122,7 @@ def claim_retrain(
     (e.g. the monitoring report key) and the time. Returns a :class:`RetrainClaim` whose
     ``reason`` says why it was granted or refused.
     """
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     key = retrain_pointer_key(model_name)
     idem = idempotency_key(model_name, champion_version, now, cooldown_minutes)
 
@@ -141,7 +132,7 @@ def claim_retrain(
     pointer = store.read_pointer(key)
     if pointer is not None:
         value = pointer.value
-        started = _parse(value.get("started_at"))
+        started = parse_utc(value["started_at"]) if value.get("started_at") else None
         if value.get("state") == STATE_RUNNING:
             stale = started is not None and now - started > timedelta(minutes=stale_after_minutes)
             if not stale:
@@ -153,7 +144,7 @@ def claim_retrain(
         if handled:
             return refuse(handled)
         if started is not None and now - started < timedelta(minutes=cooldown_minutes):
-            until = _iso(started + timedelta(minutes=cooldown_minutes))
+            until = iso_utc(started + timedelta(minutes=cooldown_minutes))
             return refuse(f"cooldown: last retrain started {value.get('started_at')}, "
                           f"next allowed after {until}")
     claim_id = uuid.uuid4().hex
@@ -163,7 +154,7 @@ def claim_retrain(
         "claim_id": claim_id,
         "model_name": model_name,
         "champion_version": champion_version,
-        "started_at": _iso(now),
+        "started_at": iso_utc(now),
         "finished_at": None,
         "cooldown_minutes": cooldown_minutes,
         "trigger": trigger or {},
@@ -210,7 +201,7 @@ def adopt_retrain(store: ObjectStore, claim: RetrainClaim, run_id: str, *,
         if adopted_by:
             return answer(False, f"claim {claim.claim_id} is already being answered by run "
                                  f"{adopted_by} (since {value.get('adopted_at')})")
-        adopted = dict(value, adopted_by=run_id, adopted_at=_iso(now or datetime.now(UTC)))
+        adopted = dict(value, adopted_by=run_id, adopted_at=iso_utc(now or utc_now()))
         try:
             store.write_pointer(claim.pointer_key, adopted, expected_token=pointer.token)
         except PointerConflictError:
@@ -231,14 +222,14 @@ def finish_retrain(
     """
     if not claim.granted or claim.claim_id is None:
         raise RetrainControlError(f"claim {claim.idempotency_key} was not granted; nothing to finish")
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     for _ in range(_FINISH_ATTEMPTS):
         pointer = store.read_pointer(claim.pointer_key)
         if pointer is None or pointer.value.get("claim_id") != claim.claim_id:
             raise RetrainControlError(
                 f"retrain pointer {claim.pointer_key} no longer holds claim {claim.claim_id}"
             )
-        value = dict(pointer.value, state=STATE_IDLE, finished_at=_iso(now), outcome=outcome)
+        value = dict(pointer.value, state=STATE_IDLE, finished_at=iso_utc(now), outcome=outcome)
         try:
             store.write_pointer(claim.pointer_key, value, expected_token=pointer.token)
         except PointerConflictError:
@@ -257,7 +248,7 @@ def close_episode(store: ObjectStore, model_name: str, *, report_key: str | None
     pointer = store.read_pointer(key)
     if pointer is None or pointer.value.get("state") != STATE_IDLE or pointer.value.get("episode_closed_at"):
         return False
-    value = dict(pointer.value, episode_closed_at=_iso(now or datetime.now(UTC)),
+    value = dict(pointer.value, episode_closed_at=iso_utc(now or utc_now()),
                  episode_closed_by=report_key)
     try:
         store.write_pointer(key, value, expected_token=pointer.token)

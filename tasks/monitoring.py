@@ -6,6 +6,7 @@ Tasks pass small records (keys, decisions, counts), never DataFrames.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -30,6 +31,7 @@ from mlops_onprem.monitoring import (
     write_report,
 )
 from mlops_onprem.monitoring.trend import trend_markdown
+from mlops_onprem.number_format import format_number
 from mlops_onprem.retrain_control import (
     RetrainClaim,
     adopt_retrain,
@@ -40,8 +42,7 @@ from mlops_onprem.retrain_control import (
 from mlops_onprem.settings import get_settings
 from mlops_onprem.store import open_store
 from tasks.registry import emit_promoted
-from tasks.run_labels import related_links
-from tasks.training import artifact_key
+from tasks.run_labels import artifact_key, related_links
 
 DRIFT_EVENT = "mlops.drift.detected"
 
@@ -316,9 +317,7 @@ def send_retrain_alert(model_name: str, outcome: dict[str, Any]) -> dict[str, An
 
 def challenger_markdown(report: dict[str, Any]) -> str:
     """The shadow challenger's standing, as the Prefect UI shows it."""
-    def fmt(value: Any) -> str:
-        return "n/a" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
-
+    fmt = partial(format_number, digits=6)
     interval = report.get("interval")
     return "\n".join([
         f"# Shadow challenger of {report['model_name']}: {report['status']}", "",
