@@ -146,7 +146,7 @@ def test_training_role_reads_validated_data_and_writes_a_model_version_and_alias
     assert training.get_bytes(keys.labels_key(DATASET, "t001")) == b"training labels"
     training.put_bytes(keys.model_file_key(MODEL, 1, "model.onnx"), b"onnx v1")
     training.put_json(keys.model_file_key(MODEL, 1, "card.json"), {"version": 1})
-    training.put_json(keys.history_key(MODEL, "e0001-promote"), {"version": 1})
+    training.write_pointer(keys.history_key(MODEL, "e0001-promote"), {"version": 1}, expected_token=None)
     staged = keys.model_staging_key(MODEL, "run1", "candidate.json")
     training.put_json(staged, {"run": "run1"})
     training.delete(staged)
